@@ -1,0 +1,256 @@
+"""The JSON event format and the JSON batch format (CloudEvents json-format.md 1.0.2).
+
+``encode``/``decode`` handle one event (``application/cloudevents+json``),
+``encode_batch``/``decode_batch`` a batch (``application/cloudevents-batch+json``,
+json-format.md#4-json-batch-format). ``to_dict``/``from_dict`` work on the decoded
+JSON object, for callers that embed events in larger documents.
+
+Decoding is strict: malformed JSON, duplicate members, a ``data`` and a
+``data_base64`` together, and every rule of the core spec raise
+:class:`~eventaudit.events.errors.CloudEventError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import threading
+from collections.abc import Iterable
+from typing import Any, Final
+
+import msgspec
+
+from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure
+from eventaudit.events.event import CORE_ATTRIBUTES, CloudEvent
+
+CONTENT_TYPE: Final = "application/cloudevents+json"
+BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
+
+_FORMAT = "formats/json-format.md"
+_DATA = f"{_FORMAT}#31-handling-of-data"
+_KNOWN: Final = CORE_ATTRIBUTES | {"data", "data_base64"}
+_INF = float("inf")
+_state = threading.local()
+_decoder = msgspec.json.Decoder(float_hook=lambda text: _float(text))
+_encoder = msgspec.json.Encoder()
+_DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError)
+
+
+def encode(event: CloudEvent) -> bytes:
+    """``event`` in the JSON event format, UTF-8 encoded."""
+    return _encoder.encode(to_dict(event))
+
+
+def encode_batch(events: Iterable[CloudEvent]) -> bytes:
+    """``events`` as one JSON batch (json-format.md#4-json-batch-format)."""
+    return _encoder.encode([to_dict(event) for event in events])
+
+
+def to_dict(event: CloudEvent) -> dict[str, Any]:
+    """The JSON object of ``event`` (json-format.md#3-envelope).
+
+    Binary data goes to ``data_base64``; text and JSON values go to ``data``. Binary
+    extension values are written as Base64 strings (json-format.md#22-type-system-mapping).
+    """
+    obj: dict[str, Any] = {
+        "specversion": event.specversion,
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+    }
+    if event.datacontenttype is not None:
+        obj["datacontenttype"] = event.datacontenttype
+    if event.dataschema is not None:
+        obj["dataschema"] = event.dataschema
+    if event.subject is not None:
+        obj["subject"] = event.subject
+    if event.time is not None:
+        obj["time"] = event.time
+    for name, value in event.extensions.items():
+        obj[name] = binascii.b2a_base64(value, newline=False).decode() if type(value) is bytes else value
+    data = event.data
+    if data is not None:
+        if type(data) is bytes:
+            obj["data_base64"] = binascii.b2a_base64(data, newline=False).decode()
+        else:
+            obj["data"] = data
+    return obj
+
+
+def decode(body: bytes | str, *, max_size: int | None = None) -> CloudEvent:
+    """Decode one event in the JSON event format.
+
+    Raises:
+        EventTooLargeError: ``body`` is longer than ``max_size`` bytes.
+        CloudEventError: anything else that is not one valid CloudEvent.
+    """
+    return from_dict(loads(body, max_size=max_size))
+
+
+def decode_batch(body: bytes | str, *, max_size: int | None = None) -> list[CloudEvent]:
+    """Decode a JSON batch; the failures of every member are reported, each with its index.
+
+    Raises:
+        EventTooLargeError: ``body`` is longer than ``max_size`` bytes.
+        CloudEventError: the body is not a JSON array of valid CloudEvents.
+    """
+    items = loads(body, max_size=max_size)
+    if type(items) is not list:
+        raise CloudEventError(
+            [Failure(None, "a batch must be a JSON array of CloudEvents", f"{_FORMAT}#4-json-batch-format")]
+        )
+    events: list[CloudEvent] = []
+    failures: list[Failure] = []
+    for index, item in enumerate(items):
+        try:
+            events.append(from_dict(item))
+        except CloudEventError as exc:
+            failures.extend(f._replace(batch_index=index) for f in exc.failures)
+    if failures:
+        raise CloudEventError(failures)
+    return events
+
+
+def from_dict(obj: object) -> CloudEvent:
+    """A CloudEvent from a decoded JSON object; ``null`` attributes count as absent.
+
+    Raises:
+        CloudEventError: ``obj`` is not an object, or not a valid CloudEvent.
+    """
+    if type(obj) is not dict:
+        raise CloudEventError(
+            [Failure(None, f"an event must be a JSON object, not {_kind(obj)}", f"{_FORMAT}#3-envelope")]
+        )
+    obj = dict(obj)  # the caller's object stays as it was
+    pop = obj.pop
+    specversion = pop("specversion", None)
+    id_ = pop("id", None)
+    source = pop("source", None)
+    type_ = pop("type", None)
+    datacontenttype = pop("datacontenttype", None)
+    dataschema = pop("dataschema", None)
+    subject = pop("subject", None)
+    time = pop("time", None)
+    data = pop("data", None)
+    if "data_base64" in obj:
+        data = _data_base64(pop("data_base64"), data)
+    if obj and None in obj.values():  # what is left are extensions; null means absent
+        obj = {name: value for name, value in obj.items() if value is not None}
+    return CloudEvent(
+        specversion=specversion,
+        id=id_,
+        source=source,
+        type=type_,
+        datacontenttype=datacontenttype,
+        dataschema=dataschema,
+        subject=subject,
+        time=time,
+        extensions=obj,
+        data=data,
+    )
+
+
+def _data_base64(encoded: object, data: object) -> bytes | None:
+    if encoded is None:
+        return None
+    if data is not None:
+        _both_data()
+    if type(encoded) is not str:
+        raise CloudEventError([Failure("data_base64", "must be a Base64 String", _DATA)])
+    try:
+        return binascii.a2b_base64(encoded, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise CloudEventError([Failure("data_base64", "is not valid Base64 (RFC 4648)", _DATA)]) from None
+
+
+def _both_data() -> bytes:
+    raise CloudEventError([Failure("data", "data and data_base64 are mutually exclusive", _DATA)])
+
+
+def loads(body: bytes | str, *, max_size: int | None = None) -> Any:
+    """Parse JSON text strictly (no repeated members), without reading it as an event.
+
+    Raises:
+        EventTooLargeError: ``body`` is longer than ``max_size`` bytes.
+        CloudEventError: ``body`` is not well-formed JSON, or repeats a member.
+    """
+    if max_size is not None and len(body) > max_size:
+        raise EventTooLargeError(
+            [Failure(None, f"the message is {len(body)} bytes, over the limit of {max_size}", "spec.md#size-limits")]
+        )
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    _state.exponent = False
+    try:
+        value = _decoder.decode(raw)
+    except _DECODE_ERRORS as exc:
+        raise CloudEventError([Failure(None, f"malformed JSON: {_reason(exc)}", "RFC 8259")]) from None
+    if not _surely_unique(raw, value):
+        _reject_repeated_members(raw)
+    return value
+
+
+def _float(text: str) -> float:
+    if "e" in text or "E" in text:
+        _state.exponent = True
+    number = float(text)
+    if number in (_INF, -_INF):
+        raise ValueError("number out of range")
+    return number
+
+
+def _surely_unique(raw: bytes, value: object) -> bool:
+    """Cheap proof that no JSON object in ``raw`` repeats a member name.
+
+    A repeated member is ambiguous (RFC 8259 §4) and would let two readers of the
+    same bytes see different events, so it is refused. msgspec keeps the last of
+    repeated members silently; re-encoding what it decoded gives the shortest JSON
+    for the same values, so when that is as long as the input (whitespace aside)
+    nothing was dropped. Only numbers in exponent form can re-encode longer than
+    they were written, and those send the check down the exact path.
+    """
+    if _state.exponent:
+        return False
+    again = _encoder.encode(value)
+    if len(again) == len(raw):
+        return True
+    significant = len(raw.translate(None, b" \n\r\t"))
+    return significant == len(again) - again.count(b" ")
+
+
+def _reject_repeated_members(raw: bytes) -> None:
+    def pairs(members: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in members]
+        if len(set(names)) != len(names):
+            raise _RepeatedMemberError(sorted({n for n in names if names.count(n) > 1}))
+        return dict(members)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except _RepeatedMemberError as exc:
+        raise CloudEventError(
+            [
+                Failure(name, "appears more than once in one JSON object", "spec.md#context-attributes")
+                for name in exc.names
+            ]
+        ) from None
+    except (ValueError, RecursionError):
+        pass  # msgspec accepted it; a stricter reader's quibble is not a repeated member
+
+
+class _RepeatedMemberError(Exception):
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not valid UTF-8"
+    return str(exc)
+
+
+def _kind(value: object) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )

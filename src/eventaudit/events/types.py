@@ -1,0 +1,182 @@
+"""The CloudEvents type system (spec.md#type-system) as fast predicates.
+
+Each predicate answers for one canonical string encoding. Values that many events
+share (sources, types, content types) are remembered in small bounded caches, so a
+busy producer's repeated attributes cost a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import binascii
+import calendar
+import re
+from typing import NamedTuple
+
+INT_MIN = -(2**31)
+INT_MAX = 2**31 - 1
+
+_CACHE_LIMIT = 4096
+
+# spec.md#type-system, String: no C0/C1 controls, no noncharacters, no lone surrogates.
+_FORBIDDEN_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" for p in range(1, 17))
+    + "]"
+)
+
+
+def is_string(value: str) -> bool:
+    """Whether ``value`` holds only characters the String type allows (spec.md#type-system)."""
+    if value.isascii():
+        # For ASCII, printable means: no U+0000-U+001F and no U+007F.
+        return value.isprintable()
+    return _FORBIDDEN_CHARS.search(value) is None
+
+
+# RFC 3339 §5.6 date-time, seconds required, offset Z or +hh:mm / -hh:mm.
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]"
+    r"(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)(?:\.\d+)?"
+    r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)
+
+
+def is_timestamp(value: str) -> bool:
+    """Whether ``value`` is an RFC 3339 timestamp with seconds and a valid offset."""
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        return False
+    day = int(match[3])
+    if day <= 28:
+        return True
+    return day <= calendar.monthrange(int(match[1]), int(match[2]))[1]
+
+
+# RFC 3986 §4.1 URI-reference. The scheme is optional; when absent, the first path
+# segment may not contain ":" (§4.2, segment-nz-nc). "[" and "]" appear only around
+# an IP-literal host (§3.2.2).
+_PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+_HOST = r"(?:\[[0-9A-Fa-f:.vV\-._~!$&'()*+,;=]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+_USERINFO = r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
+_AUTHORITY = rf"//{_USERINFO}{_HOST}(?::\d*)?"
+_PATH = rf"(?:{_AUTHORITY}(?:/{_PCHAR}*)*|/?(?:{_PCHAR}+(?:/{_PCHAR}*)*)?)"
+_QUERY = rf"(?:\?(?:{_PCHAR}|[/?])*)?"
+_FRAGMENT = rf"(?:\#(?:{_PCHAR}|[/?])*)?"
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*:"
+_URI_REFERENCE = re.compile(rf"(?:{_SCHEME})?{_PATH}{_QUERY}{_FRAGMENT}")
+_ABSOLUTE_URI = re.compile(rf"{_SCHEME}{_PATH}{_QUERY}")
+_NO_SCHEME_COLON = re.compile(r"[^/?#]*:")
+_SCHEME_ONLY = re.compile(_SCHEME)
+
+_uri_reference_cache: dict[str, bool] = {}
+_uri_cache: dict[str, bool] = {}
+
+
+def _remember(cache: dict[str, bool], value: str, verdict: bool) -> bool:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[value] = verdict
+    return verdict
+
+
+def is_uri_reference(value: str) -> bool:
+    """Whether ``value`` is a URI-reference per RFC 3986 §4.1 (spec.md#type-system)."""
+    verdict = _uri_reference_cache.get(value)
+    if verdict is not None:
+        return verdict
+    ok = _URI_REFERENCE.fullmatch(value) is not None
+    if ok and _has_colon_without_scheme(value):
+        ok = False
+    return _remember(_uri_reference_cache, value, ok)
+
+
+def _has_colon_without_scheme(value: str) -> bool:
+    """A ":" in the first segment of a reference whose text before it is no scheme."""
+    head = _NO_SCHEME_COLON.match(value)
+    return head is not None and _SCHEME_ONLY.fullmatch(head[0]) is None
+
+
+def is_uri(value: str) -> bool:
+    """Whether ``value`` is an absolute URI per RFC 3986 §4.3 (no fragment)."""
+    verdict = _uri_cache.get(value)
+    if verdict is not None:
+        return verdict
+    return _remember(_uri_cache, value, _ABSOLUTE_URI.fullmatch(value) is not None)
+
+
+# RFC 2046 §5.1 / RFC 9110 §8.3.1: type "/" subtype *( OWS ";" OWS parameter ).
+_TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\x09\x20-\x7e\x80-\xff])*"'
+_MEDIA_TYPE = re.compile(rf"({_TCHARS})/({_TCHARS})((?:[ \t]*;[ \t]*{_TCHARS}=(?:{_TCHARS}|{_QUOTED}))*)[ \t]*")
+_PARAM = re.compile(rf"[ \t]*;[ \t]*({_TCHARS})=({_TCHARS}|{_QUOTED})")
+
+
+class MediaType(NamedTuple):
+    """A parsed media type: what the codecs need to know about a ``datacontenttype``."""
+
+    essence: str
+    """``type/subtype`` in lower case."""
+    charset: str | None
+    """The ``charset`` parameter in lower case, unquoted, if any."""
+    is_json: bool
+    """``application/json``, ``text/json`` or any ``+json`` suffix (JSON format §3.1)."""
+    is_text: bool
+    """Data of this type is text that a JSON ``data`` string can carry."""
+
+
+_media_cache: dict[str, MediaType | None] = {}
+_TEXT_SUBTYPES = frozenset({"xml", "javascript", "ecmascript", "x-www-form-urlencoded", "yaml"})
+
+
+def parse_media_type(value: str) -> MediaType | None:
+    """Parse ``value`` as an RFC 2046 media type; ``None`` when it is not one."""
+    try:
+        return _media_cache[value]
+    except KeyError:
+        pass
+    parsed = _parse_media_type(value)
+    if len(_media_cache) >= _CACHE_LIMIT:
+        _media_cache.clear()
+    _media_cache[value] = parsed
+    return parsed
+
+
+def _parse_media_type(value: str) -> MediaType | None:
+    match = _MEDIA_TYPE.fullmatch(value)
+    if match is None:
+        return None
+    main, sub = match[1].lower(), match[2].lower()
+    charset = None
+    for name, raw in _PARAM.findall(match[3]):
+        if name.lower() == "charset":
+            charset = raw.strip('"').lower()
+    essence = f"{main}/{sub}"
+    is_json = (sub == "json" and main in ("application", "text")) or sub.endswith("+json")
+    is_text = is_json or main == "text" or sub in _TEXT_SUBTYPES or sub.endswith("+xml") or sub.endswith("+yaml")
+    if charset not in (None, "utf-8", "us-ascii"):
+        is_text = False
+    return MediaType(essence, charset, is_json, is_text)
+
+
+def is_media_type(value: str) -> bool:
+    """Whether ``value`` is a media type per RFC 2046 (spec.md#datacontenttype)."""
+    return parse_media_type(value) is not None
+
+
+_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
+
+
+def is_attribute_name(name: str) -> bool:
+    """Whether ``name`` is a valid attribute name: ``[a-z0-9]+`` (spec.md#naming-conventions)."""
+    return _EXTENSION_NAME.fullmatch(name) is not None
+
+
+def canonical_string(value: str | int | bool | bytes) -> str:
+    """The canonical string encoding of an attribute value (spec.md#type-system)."""
+    if type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is bytes:
+        return binascii.b2a_base64(value, newline=False).decode()
+    return str(value)
