@@ -37,7 +37,7 @@ RESERVED_NAMES: Final = CORE_ATTRIBUTES | {"data", "data_base64"}
 ExtensionValue = str | int | bool | bytes
 """String, Integer, Boolean or Binary. URI, URI-reference and Timestamp travel as strings."""
 
-_EMPTY: Final[Mapping[str, ExtensionValue]] = MappingProxyType({})
+EMPTY_EXTENSIONS: Final[Mapping[str, ExtensionValue]] = MappingProxyType({})
 _LONG_NAME = 20
 _log = logging.getLogger(__name__)
 _warned_names: set[str] = set()
@@ -53,6 +53,9 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, repr_omit_defaults=T
 
     The field types say what a valid event holds; the constructor accepts anything
     and checks it, so a decoder can hand over values straight from the wire.
+    ``extensions`` given as a plain mapping is copied into a read-only one; a
+    ``MappingProxyType`` is kept as it is (the decoders hand over proxies of
+    dictionaries nobody else holds).
 
     Raises:
         CloudEventError: on any broken rule of the core spec.
@@ -66,7 +69,7 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, repr_omit_defaults=T
     dataschema: str | None = None
     subject: str | None = None
     time: str | None = None
-    extensions: Mapping[str, ExtensionValue] = _EMPTY
+    extensions: Mapping[str, ExtensionValue] = EMPTY_EXTENSIONS
     data: Any = None
 
     def __post_init__(self) -> None:

@@ -34,22 +34,33 @@ def is_string(value: str) -> bool:
 
 
 # RFC 3339 §5.6 date-time, seconds required, offset Z or +hh:mm / -hh:mm.
-_TIMESTAMP = re.compile(
-    r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]"
-    r"(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)(?:\.\d+)?"
-    r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+# RFC 3339 digits are ASCII only: [0-9], since a regex digit class matches any Unicode digit.
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)"
 )
+_FRACTION_AND_OFFSET = re.compile(r"(?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+_good_seconds: set[str] = set()
 
 
 def is_timestamp(value: str) -> bool:
-    """Whether ``value`` is an RFC 3339 timestamp with seconds and a valid offset."""
-    match = _TIMESTAMP.fullmatch(value)
-    if match is None:
-        return False
-    day = int(match[3])
-    if day <= 28:
-        return True
-    return day <= calendar.monthrange(int(match[1]), int(match[2]))[1]
+    """Whether ``value`` is an RFC 3339 timestamp with seconds and a valid offset.
+
+    Events of the same second share their first 19 characters; once that part is
+    known good, only the fraction and offset are left to check.
+    """
+    head = value[:19]
+    if head not in _good_seconds:
+        match = _DATE_TIME.fullmatch(head)
+        if match is None:
+            return False
+        day = int(match[3])
+        if day > 28 and day > calendar.monthrange(int(match[1]), int(match[2]))[1]:
+            return False
+        if len(_good_seconds) >= _CACHE_LIMIT:
+            _good_seconds.clear()
+        _good_seconds.add(head)
+    return _FRACTION_AND_OFFSET.fullmatch(value, 19) is not None
 
 
 # RFC 3986 §4.1 URI-reference. The scheme is optional; when absent, the first path
@@ -58,7 +69,7 @@ def is_timestamp(value: str) -> bool:
 _PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
 _HOST = r"(?:\[[0-9A-Fa-f:.vV\-._~!$&'()*+,;=]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
 _USERINFO = r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
-_AUTHORITY = rf"//{_USERINFO}{_HOST}(?::\d*)?"
+_AUTHORITY = rf"//{_USERINFO}{_HOST}(?::[0-9]*)?"
 _PATH = rf"(?:{_AUTHORITY}(?:/{_PCHAR}*)*|/?(?:{_PCHAR}+(?:/{_PCHAR}*)*)?)"
 _QUERY = rf"(?:\?(?:{_PCHAR}|[/?])*)?"
 _FRAGMENT = rf"(?:\#(?:{_PCHAR}|[/?])*)?"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
@@ -20,10 +21,11 @@ from eventaudit.events import types
 from eventaudit.events.bindings._data import content_type as _content_type
 from eventaudit.events.bindings._data import data_bytes, parse_data
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure, UnsupportedFormatError
-from eventaudit.events.event import CloudEvent
+from eventaudit.events.event import EMPTY_EXTENSIONS, CloudEvent
 from eventaudit.events.formats import json as json_format
 
 PREFIX: Final = "ce-"
+_PREFIXES: Final = frozenset({"ce-", "Ce-", "cE-", "CE-"})
 _BINDING = "bindings/http-protocol-binding.md"
 _VALUES = f"{_BINDING}#3132-http-header-values"
 _NAMES = f"{_BINDING}#3131-http-header-names"
@@ -81,7 +83,7 @@ def decode(headers: Headers, body: bytes, *, max_size: int | None = None) -> Dec
         raise EventTooLargeError(
             [Failure(None, f"the body is {len(body)} bytes, over the limit of {max_size}", "spec.md#size-limits")]
         )
-    pairs = list(headers.items()) if hasattr(headers, "items") else list(headers)
+    pairs = headers.items() if isinstance(headers, Mapping) else list(headers)
     content_type = _find(pairs, "content-type")
     mode = mode_of(content_type)
     if mode is Mode.STRUCTURED:
@@ -136,23 +138,25 @@ def mode_of(content_type: str | None) -> Mode:
     )
 
 
-def _find(pairs: list[tuple[str, str]], wanted: str) -> str | None:
+def _find(pairs: Iterable[tuple[str, str]], wanted: str) -> str | None:
     for name, value in pairs:
         if name == wanted or name.lower() == wanted:
             return value
     return None
 
 
-def _decode_binary(pairs: list[tuple[str, str]], content_type: str | None, body: bytes) -> CloudEvent:
+def _decode_binary(pairs: Iterable[tuple[str, str]], content_type: str | None, body: bytes) -> CloudEvent:
     attributes: dict[str, str] = {}
     failures: list[Failure] = []
     for raw_name, raw_value in pairs:
-        name = raw_name.lower()
-        if not name.startswith(PREFIX):
+        if raw_name[:3] not in _PREFIXES:
             continue
-        attribute = name[3:]
+        attribute = raw_name[3:].lower()
         if attribute in attributes:
             failures.append(Failure(attribute, f"header {raw_name!r} appears more than once", _NAMES))
+            continue
+        if raw_value.isascii() and raw_value.isprintable() and "%" not in raw_value and raw_value[:1] != '"':
+            attributes[attribute] = raw_value
             continue
         try:
             attributes[attribute] = decode_header_value(raw_value)
@@ -189,7 +193,7 @@ def _event_from_strings(attributes: dict[str, Any], content_type: str | None, da
         dataschema=pop("dataschema", None),
         subject=pop("subject", None),
         time=pop("time", None),
-        extensions=attributes,
+        extensions=MappingProxyType(attributes) if attributes else EMPTY_EXTENSIONS,
         data=data,
     )
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import binascii
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 import msgspec
 
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure
-from eventaudit.events.event import CORE_ATTRIBUTES, CloudEvent
+from eventaudit.events.event import CORE_ATTRIBUTES, EMPTY_EXTENSIONS, CloudEvent
 
 CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
@@ -134,8 +135,13 @@ def from_dict(obj: object) -> CloudEvent:
     data = pop("data", None)
     if "data_base64" in obj:
         data = _data_base64(pop("data_base64"), data)
-    if obj and None in obj.values():  # what is left are extensions; null means absent
-        obj = {name: value for name, value in obj.items() if value is not None}
+    extensions: Mapping[str, Any]
+    if obj:  # what is left are extensions; null means absent
+        if None in obj.values():
+            obj = {name: value for name, value in obj.items() if value is not None}
+        extensions = MappingProxyType(obj)
+    else:
+        extensions = EMPTY_EXTENSIONS
     return CloudEvent(
         specversion=specversion,
         id=id_,
@@ -145,7 +151,7 @@ def from_dict(obj: object) -> CloudEvent:
         dataschema=dataschema,
         subject=subject,
         time=time,
-        extensions=obj,
+        extensions=extensions,
         data=data,
     )
 
@@ -213,7 +219,10 @@ def _surely_unique(raw: bytes, value: object) -> bool:
     again = _encoder.encode(value)
     if len(again) == len(raw):
         return True
-    significant = len(raw.translate(None, b" \n\r\t"))
+    if b"\n" in raw or b"\r" in raw or b"\t" in raw:
+        significant = len(raw.translate(None, b" \n\r\t"))
+    else:
+        significant = len(raw) - raw.count(b" ")
     return significant == len(again) - again.count(b" ")
 
 
