@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import msgspec
 
@@ -184,7 +184,7 @@ def _remember(good: set[str], value: str) -> None:
     good.add(value)
 
 
-def _plain(value: object) -> bool:
+def _plain(value: object) -> TypeGuard[str]:
     """A non-empty printable-ASCII String: the common case, decided in C."""
     return type(value) is str and value != "" and value.isascii() and value.isprintable()
 
@@ -193,19 +193,24 @@ def _looks_valid(ev: CloudEvent) -> bool:
     """The fast path: ``True`` only when ``ev`` is certainly valid.
 
     ``False`` sends the event to :func:`_check`, which finds every failure (or none:
-    the fast path gives up on anything unusual, such as non-ASCII text).
+    the fast path gives up on anything unusual, such as non-ASCII text). Plain
+    printable ASCII is tested inline (``isascii`` and ``isprintable`` run in C).
     """
-    if ev.specversion != SPECVERSION or not _plain(ev.id):
+    value: object = ev.id
+    if ev.specversion != SPECVERSION or type(value) is not str or not (value.isascii() and value.isprintable()):
         return False
-    source = ev.source
-    if source not in _good_sources:
-        if not (_plain(source) and types.is_uri_reference(source)):
+    if not value:
+        return False
+    value = ev.source
+    if value not in _good_sources:
+        if not (_plain(value) and types.is_uri_reference(value)):
             return False
-        _remember(_good_sources, source)
-    if ev.type not in _good_strings:
-        if not _plain(ev.type):
+        _remember(_good_sources, value)
+    value = ev.type
+    if value not in _good_strings:
+        if not _plain(value):
             return False
-        _remember(_good_strings, ev.type)
+        _remember(_good_strings, value)
     value = ev.datacontenttype
     if value is not None and value not in _good_media:
         if not (_plain(value) and types.is_media_type(value)):
@@ -216,9 +221,11 @@ def _looks_valid(ev: CloudEvent) -> bool:
         if not (_plain(value) and types.is_uri(value)):
             return False
         _remember(_good_uris, value)
-    if ev.subject is not None and not _plain(ev.subject):
+    value = ev.subject
+    if value is not None and (type(value) is not str or not value or not (value.isascii() and value.isprintable())):
         return False
-    if ev.time is not None and not (type(ev.time) is str and types.is_timestamp(ev.time)):
+    value = ev.time
+    if value is not None and (type(value) is not str or not types.is_timestamp(value)):
         return False
     if ev.extensions and not _extensions_look_valid(ev.extensions):
         return False

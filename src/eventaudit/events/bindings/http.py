@@ -83,7 +83,7 @@ def decode(headers: Headers, body: bytes, *, max_size: int | None = None) -> Dec
         raise EventTooLargeError(
             [Failure(None, f"the body is {len(body)} bytes, over the limit of {max_size}", "spec.md#size-limits")]
         )
-    pairs = headers.items() if isinstance(headers, Mapping) else list(headers)
+    pairs = headers.items() if type(headers) is dict or isinstance(headers, Mapping) else list(headers)
     content_type = _find(pairs, "content-type")
     mode = mode_of(content_type)
     if mode is Mode.STRUCTURED:
@@ -116,8 +116,18 @@ def mode_of(content_type: str | None) -> Mode:
     """
     if content_type is None:
         return Mode.BINARY
-    if content_type == json_format.CONTENT_TYPE:
-        return Mode.STRUCTURED
+    mode = _modes.get(content_type)
+    if mode is None:
+        mode = _modes[content_type] = _mode_of(content_type)
+        if len(_modes) > 1024:
+            _modes.clear()
+    return mode
+
+
+_modes: dict[str, Mode] = {}
+
+
+def _mode_of(content_type: str) -> Mode:
     head = content_type[:34].lower()
     if not head.startswith("application/cloudevents"):
         return Mode.BINARY

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -30,9 +29,8 @@ BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 _FORMAT = "formats/json-format.md"
 _DATA = f"{_FORMAT}#31-handling-of-data"
 _KNOWN: Final = CORE_ATTRIBUTES | {"data", "data_base64"}
-_INF = float("inf")
-_state = threading.local()
 _decoder = msgspec.json.Decoder(float_hook=lambda text: _float(text))
+_plain_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError)
 
@@ -85,7 +83,8 @@ def decode(body: bytes | str, *, max_size: int | None = None) -> CloudEvent:
         EventTooLargeError: ``body`` is longer than ``max_size`` bytes.
         CloudEventError: anything else that is not one valid CloudEvent.
     """
-    return from_dict(loads(body, max_size=max_size))
+    obj = loads(body, max_size=max_size)
+    return _from_own_dict(obj) if type(obj) is dict else from_dict(obj)
 
 
 def decode_batch(body: bytes | str, *, max_size: int | None = None) -> list[CloudEvent]:
@@ -104,7 +103,7 @@ def decode_batch(body: bytes | str, *, max_size: int | None = None) -> list[Clou
     failures: list[Failure] = []
     for index, item in enumerate(items):
         try:
-            events.append(from_dict(item))
+            events.append(_from_own_dict(item) if type(item) is dict else from_dict(item))
         except CloudEventError as exc:
             failures.extend(f._replace(batch_index=index) for f in exc.failures)
     if failures:
@@ -122,7 +121,11 @@ def from_dict(obj: object) -> CloudEvent:
         raise CloudEventError(
             [Failure(None, f"an event must be a JSON object, not {_kind(obj)}", f"{_FORMAT}#3-envelope")]
         )
-    obj = dict(obj)  # the caller's object stays as it was
+    return _from_own_dict(dict(obj))  # the caller's object stays as it was
+
+
+def _from_own_dict(obj: dict[str, Any]) -> CloudEvent:
+    """:func:`from_dict` for an object nobody else holds: its members are taken out of it."""
     pop = obj.pop
     specversion = pop("specversion", None)
     id_ = pop("id", None)
@@ -185,23 +188,28 @@ def loads(body: bytes | str, *, max_size: int | None = None) -> Any:
             [Failure(None, f"the message is {len(body)} bytes, over the limit of {max_size}", "spec.md#size-limits")]
         )
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    _state.exponent = False
+    exponent = False
     try:
-        value = _decoder.decode(raw)
+        try:
+            value = _decoder.decode(raw)
+        except _ExponentError:
+            exponent = True
+            value = _plain_decoder.decode(raw)
     except _DECODE_ERRORS as exc:
         raise CloudEventError([Failure(None, f"malformed JSON: {_reason(exc)}", "RFC 8259")]) from None
-    if not _surely_unique(raw, value):
+    if exponent or not _surely_unique(raw, value):
         _reject_repeated_members(raw)
     return value
 
 
+class _ExponentError(Exception):
+    """A number in exponent form: the cheap duplicate-member proof does not hold."""
+
+
 def _float(text: str) -> float:
     if "e" in text or "E" in text:
-        _state.exponent = True
-    number = float(text)
-    if number in (_INF, -_INF):
-        raise ValueError("number out of range")
-    return number
+        raise _ExponentError
+    return float(text)
 
 
 def _surely_unique(raw: bytes, value: object) -> bool:
@@ -212,18 +220,12 @@ def _surely_unique(raw: bytes, value: object) -> bool:
     repeated members silently; re-encoding what it decoded gives the shortest JSON
     for the same values, so when that is as long as the input (whitespace aside)
     nothing was dropped. Only numbers in exponent form can re-encode longer than
-    they were written, and those send the check down the exact path.
+    they were written; the decoder sends those down the exact path.
     """
-    if _state.exponent:
-        return False
     again = _encoder.encode(value)
     if len(again) == len(raw):
         return True
-    if b"\n" in raw or b"\r" in raw or b"\t" in raw:
-        significant = len(raw.translate(None, b" \n\r\t"))
-    else:
-        significant = len(raw) - raw.count(b" ")
-    return significant == len(again) - again.count(b" ")
+    return len(raw.translate(None, b" \n\r\t")) == len(again) - again.count(b" ")
 
 
 def _reject_repeated_members(raw: bytes) -> None:
