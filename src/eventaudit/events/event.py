@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, NoReturn, TypeGuard
 
 import msgspec
 
@@ -37,7 +37,27 @@ RESERVED_NAMES: Final = CORE_ATTRIBUTES | {"data", "data_base64"}
 ExtensionValue = str | int | bool | bytes
 """String, Integer, Boolean or Binary. URI, URI-reference and Timestamp travel as strings."""
 
-EMPTY_EXTENSIONS: Final[Mapping[str, ExtensionValue]] = MappingProxyType({})
+
+class Extensions(dict[str, ExtensionValue]):
+    """The extension attributes of an event: a dictionary that refuses changes.
+
+    Decoders build one from a dictionary nobody else holds; the event keeps it as is.
+    Any other mapping given to :class:`CloudEvent` is copied into one.
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("CloudEvent extensions are read-only; build a new event instead")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[type[Extensions], tuple[dict[str, ExtensionValue]]]:
+        return (Extensions, (dict(self),))
+
+
+EMPTY_EXTENSIONS: Final[Mapping[str, ExtensionValue]] = Extensions()
 _LONG_NAME = 20
 _log = logging.getLogger(__name__)
 _warned_names: set[str] = set()
@@ -53,18 +73,17 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, repr_omit_defaults=T
 
     The field types say what a valid event holds; the constructor accepts anything
     and checks it, so a decoder can hand over values straight from the wire.
-    ``extensions`` given as a plain mapping is copied into a read-only one; a
-    ``MappingProxyType`` is kept as it is (the decoders hand over proxies of
-    dictionaries nobody else holds).
+    ``extensions`` is copied into a read-only :class:`Extensions` unless it is one.
 
     Raises:
         CloudEventError: on any broken rule of the core spec.
     """
 
-    specversion: str
-    id: str
-    source: str
-    type: str
+    # None defaults: a missing required attribute is a CloudEventError naming it, not a TypeError.
+    specversion: str = None  # type: ignore[assignment]
+    id: str = None  # type: ignore[assignment]
+    source: str = None  # type: ignore[assignment]
+    type: str = None  # type: ignore[assignment]
     datacontenttype: str | None = None
     dataschema: str | None = None
     subject: str | None = None
@@ -77,8 +96,8 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, repr_omit_defaults=T
             failures = _check(self)
             if failures:
                 raise CloudEventError(failures)
-        if type(self.extensions) is not MappingProxyType:
-            msgspec.structs.force_setattr(self, "extensions", MappingProxyType(dict(self.extensions)))
+        if type(self.extensions) is not Extensions:
+            msgspec.structs.force_setattr(self, "extensions", Extensions(self.extensions))
 
     @classmethod
     def create(
@@ -128,7 +147,10 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, repr_omit_defaults=T
         if dot:  # datetime takes at most 6 fractional digits
             digits = len(rest) - len(rest.lstrip("0123456789"))
             text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
-        return datetime.fromisoformat(text.replace("z", "Z"))
+        text = text.replace("z", "Z").replace("t", "T")
+        if text[17:19] == "60":  # RFC 3339 §5.7 leap second: datetime stops at :59.999999
+            return datetime.fromisoformat(f"{text[:17]}59.999999{text[19:].lstrip('.0123456789')}")
+        return datetime.fromisoformat(text)
 
     def attributes(self) -> dict[str, ExtensionValue]:
         """Every context attribute that is set, core and extension, by name."""
@@ -202,6 +224,8 @@ def _looks_valid(ev: CloudEvent) -> bool:
     if not value:
         return False
     value = ev.source
+    if type(value) is not str or type(ev.type) is not str:
+        return False
     if value not in _good_sources:
         if not (_plain(value) and types.is_uri_reference(value)):
             return False
@@ -212,12 +236,12 @@ def _looks_valid(ev: CloudEvent) -> bool:
             return False
         _remember(_good_strings, value)
     value = ev.datacontenttype
-    if value is not None and value not in _good_media:
+    if value is not None and (type(value) is not str or value not in _good_media):
         if not (_plain(value) and types.is_media_type(value)):
             return False
         _remember(_good_media, value)
     value = ev.dataschema
-    if value is not None and value not in _good_uris:
+    if value is not None and (type(value) is not str or value not in _good_uris):
         if not (_plain(value) and types.is_uri(value)):
             return False
         _remember(_good_uris, value)
@@ -237,7 +261,7 @@ _DATA_TYPES: Final = frozenset({bytes, str, dict, list, int, float, bool})
 
 
 def _extensions_look_valid(extensions: Mapping[str, object]) -> bool:
-    if type(extensions) not in (dict, MappingProxyType):
+    if type(extensions) not in (Extensions, dict, MappingProxyType):
         return False
     for name, value in extensions.items():
         if name not in _good_names:
@@ -248,7 +272,7 @@ def _extensions_look_valid(extensions: Mapping[str, object]) -> bool:
             _remember(_good_names, name)
         kind = type(value)
         if kind is str:
-            if not _plain(value):
+            if not (value.isascii() and value.isprintable()):  # type: ignore[attr-defined]
                 return False
         elif kind is int:
             if not types.INT_MIN <= value <= types.INT_MAX:  # type: ignore[operator]
@@ -338,7 +362,8 @@ def _check_extensions(extensions: object, add: _Add) -> None:
 def _check_extension_value(name: str, value: object, add: _Add) -> None:
     kind = type(value)
     if kind is str:
-        _check_string(name, value, _T, add)
+        if value:  # an empty String is a valid extension value
+            _check_string(name, value, _T, add)
     elif kind is int:
         if not types.INT_MIN <= value <= types.INT_MAX:  # type: ignore[operator]
             add(Failure(name, "Integer out of the signed 32-bit range", _T))

@@ -76,7 +76,7 @@ _FRAGMENT = rf"(?:\#(?:{_PCHAR}|[/?])*)?"
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*:"
 _URI_REFERENCE = re.compile(rf"(?:{_SCHEME})?{_PATH}{_QUERY}{_FRAGMENT}")
 _ABSOLUTE_URI = re.compile(rf"{_SCHEME}{_PATH}{_QUERY}")
-_NO_SCHEME_COLON = re.compile(r"[^/?#]*:")
+_NO_SCHEME_COLON = re.compile(r"[^/?#:]*:")  # up to the first ":", if it comes before any "/?#"
 _SCHEME_ONLY = re.compile(_SCHEME)
 
 _uri_reference_cache: dict[str, bool] = {}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
@@ -21,7 +20,7 @@ from eventaudit.events import types
 from eventaudit.events.bindings._data import content_type as _content_type
 from eventaudit.events.bindings._data import data_bytes, parse_data
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure, UnsupportedFormatError
-from eventaudit.events.event import EMPTY_EXTENSIONS, CloudEvent
+from eventaudit.events.event import EMPTY_EXTENSIONS, CloudEvent, Extensions
 from eventaudit.events.formats import json as json_format
 
 PREFIX: Final = "ce-"
@@ -203,7 +202,7 @@ def _event_from_strings(attributes: dict[str, Any], content_type: str | None, da
         dataschema=pop("dataschema", None),
         subject=pop("subject", None),
         time=pop("time", None),
-        extensions=MappingProxyType(attributes) if attributes else EMPTY_EXTENSIONS,
+        extensions=Extensions(attributes) if attributes else EMPTY_EXTENSIONS,
         data=data,
     )
 

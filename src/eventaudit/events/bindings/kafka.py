@@ -14,14 +14,13 @@ Like sdk-go, decoding picks the mode from the headers: a ``content-type`` of
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from eventaudit.events import types
 from eventaudit.events.bindings._data import content_type as _content_type
 from eventaudit.events.bindings._data import data_bytes, parse_data
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure, UnsupportedFormatError
-from eventaudit.events.event import EMPTY_EXTENSIONS, CloudEvent
+from eventaudit.events.event import EMPTY_EXTENSIONS, CloudEvent, Extensions
 from eventaudit.events.formats import json as json_format
 
 PREFIX: Final = "ce_"
@@ -85,7 +84,7 @@ def decode(
     content_type = attributes.pop("content-type", None)
     if content_type is not None and content_type[:23].lower() == "application/cloudevents":
         return _decode_structured(content_type, value, partition_key)
-    if "specversion" not in attributes and not failures:
+    if not attributes and not failures:
         raise UnsupportedFormatError(
             [
                 Failure(
@@ -174,7 +173,7 @@ def _decode_binary(attributes: dict[str, Any], content_type: str | None, value: 
         dataschema=pop("dataschema", None),
         subject=pop("subject", None),
         time=pop("time", None),
-        extensions=MappingProxyType(attributes) if attributes else EMPTY_EXTENSIONS,
+        extensions=Extensions(attributes) if attributes else EMPTY_EXTENSIONS,
         data=data,
     )
 

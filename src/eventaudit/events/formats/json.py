@@ -15,13 +15,12 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, Final
 
 import msgspec
 
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure
-from eventaudit.events.event import CORE_ATTRIBUTES, EMPTY_EXTENSIONS, CloudEvent
+from eventaudit.events.event import CORE_ATTRIBUTES, EMPTY_EXTENSIONS, CloudEvent, Extensions
 
 CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
@@ -29,6 +28,7 @@ BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 _FORMAT = "formats/json-format.md"
 _DATA = f"{_FORMAT}#31-handling-of-data"
 _KNOWN: Final = CORE_ATTRIBUTES | {"data", "data_base64"}
+_INF = float("inf")
 _decoder = msgspec.json.Decoder(float_hook=lambda text: _float(text))
 _plain_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -142,7 +142,7 @@ def _from_own_dict(obj: dict[str, Any]) -> CloudEvent:
     if obj:  # what is left are extensions; null means absent
         if None in obj.values():
             obj = {name: value for name, value in obj.items() if value is not None}
-        extensions = MappingProxyType(obj)
+        extensions = Extensions(obj)
     else:
         extensions = EMPTY_EXTENSIONS
     return CloudEvent(
@@ -159,9 +159,9 @@ def _from_own_dict(obj: dict[str, Any]) -> CloudEvent:
     )
 
 
-def _data_base64(encoded: object, data: object) -> bytes | None:
-    if encoded is None:
-        return None
+def _data_base64(encoded: object, data: object) -> object:
+    if encoded is None:  # null means absent (json-format.md#22-type-system-mapping)
+        return data
     if data is not None:
         _both_data()
     if type(encoded) is not str:
@@ -188,28 +188,31 @@ def loads(body: bytes | str, *, max_size: int | None = None) -> Any:
             [Failure(None, f"the message is {len(body)} bytes, over the limit of {max_size}", "spec.md#size-limits")]
         )
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    exponent = False
+    longer_number = False
     try:
         try:
             value = _decoder.decode(raw)
-        except _ExponentError:
-            exponent = True
+        except _LongerNumberError:
+            longer_number = True
             value = _plain_decoder.decode(raw)
     except _DECODE_ERRORS as exc:
         raise CloudEventError([Failure(None, f"malformed JSON: {_reason(exc)}", "RFC 8259")]) from None
-    if exponent or not _surely_unique(raw, value):
+    if longer_number or not _surely_unique(raw, value):
         _reject_repeated_members(raw)
     return value
 
 
-class _ExponentError(Exception):
-    """A number in exponent form: the cheap duplicate-member proof does not hold."""
+class _LongerNumberError(Exception):
+    """A number that re-encodes longer than written: the cheap duplicate-member proof does not hold."""
 
 
 def _float(text: str) -> float:
-    if "e" in text or "E" in text:
-        raise _ExponentError
-    return float(text)
+    number = float(text)
+    if number in (_INF, -_INF):
+        raise ValueError("Number out of range")
+    if len(_encoder.encode(number)) > len(text):  # 1e2 -> 100.0, 12345678901234567.0 -> 1.2345678901234568e16
+        raise _LongerNumberError
+    return number
 
 
 def _surely_unique(raw: bytes, value: object) -> bool:
@@ -219,8 +222,8 @@ def _surely_unique(raw: bytes, value: object) -> bool:
     same bytes see different events, so it is refused. msgspec keeps the last of
     repeated members silently; re-encoding what it decoded gives the shortest JSON
     for the same values, so when that is as long as the input (whitespace aside)
-    nothing was dropped. Only numbers in exponent form can re-encode longer than
-    they were written; the decoder sends those down the exact path.
+    nothing was dropped. Strings and integers never re-encode longer than they were
+    written; a float that would makes the decoder send the text down the exact path.
     """
     again = _encoder.encode(value)
     if len(again) == len(raw):
