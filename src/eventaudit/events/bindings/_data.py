@@ -15,29 +15,28 @@ _decoder = msgspec.json.Decoder()
 
 
 def data_bytes(event: CloudEvent) -> bytes | None:
-    """The bytes of ``event.data`` for a binary-mode message body; ``None`` without data."""
+    """The bytes of ``event.data`` for a binary-mode message body; ``None`` without data.
+
+    Without a ``datacontenttype`` the data is a JSON value, as the JSON format implies
+    (json-format.md#31-handling-of-data), and is written as JSON.
+    """
     data = event.data
     if data is None:
         return None
     if type(data) is bytes:
         return data
     media = event.media_type()
-    if type(data) is str and (media is None or not media.is_json):
+    if type(data) is str and media is not None and not media.is_json:
         return data.encode("utf-8")
     return _encoder.encode(data)
 
 
 def content_type(event: CloudEvent) -> str | None:
-    """The content type a binary-mode message carries for ``event``.
+    """The content type a binary-mode message carries: ``datacontenttype``, nothing invented.
 
-    Without a ``datacontenttype``, JSON values (not bytes) are ``application/json``,
-    the type the JSON format implies for them (json-format.md#31-handling-of-data).
+    (HTTP binding §3.1.1, Kafka binding §3.2.1: Content-Type maps to and from it.)
     """
-    if event.datacontenttype is not None:
-        return event.datacontenttype
-    if event.data is not None and type(event.data) is not bytes:
-        return "application/json"
-    return None
+    return event.datacontenttype
 
 
 def parse_data(body: bytes | None, content_type: str | None, section: str) -> Any:

@@ -1,0 +1,33 @@
+"""The hash chain: what each record's hash covers, computed the same way on write and verify.
+
+``hash(n) = SHA-256(hash(n-1) || seq(n) as 8 bytes || recordedtime(n) as 8 bytes || canonical(n))``
+with ``hash(0)`` 32 zero bytes. ``canonical`` is the event in the JSON event format,
+compact, members sorted: the exact bytes stored in the ``event`` column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+import msgspec
+
+from eventaudit.events import CloudEvent
+from eventaudit.events.formats import json as json_format
+
+GENESIS: Final = bytes(32)
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def canonical(event: CloudEvent) -> bytes:
+    """The canonical bytes of ``event``: JSON event format, compact, members sorted."""
+    return _encoder.encode(json_format.to_dict(event))
+
+
+def link(previous: bytes, seq: int, recordedtime: int, canonical_event: bytes) -> bytes:
+    """The hash of record ``seq`` given the hash before it."""
+    digest = hashlib.sha256(previous)
+    digest.update(seq.to_bytes(8, "big", signed=True))
+    digest.update(recordedtime.to_bytes(8, "big", signed=True))
+    digest.update(canonical_event)
+    return digest.digest()

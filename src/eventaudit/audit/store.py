@@ -1,0 +1,214 @@
+"""The audit log's queries: append (dedupe + chain), find, export, stats, walk. SQL lives here only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy import Engine, RowMapping, func, insert, select, text, tuple_, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from eventaudit.audit import chain
+from eventaudit.audit.models import chain_head, events
+from eventaudit.events import CloudEvent
+
+Order = Literal["asc", "desc"]
+TimeField = Literal["time", "recordedtime"]
+Bucket = Literal["minute", "hour", "day"]
+GroupBy = Literal["type", "source"]
+
+BUCKET_MICROS: dict[str, int] = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
+_KEY_CHUNK = 400
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What to select. ``type`` ending in ``*`` is a prefix (``user.*``); times are µs since the epoch."""
+
+    type: str | None = None
+    source: str | None = None
+    subject: str | None = None
+    id: str | None = None
+    since: int | None = None
+    until: int | None = None
+    on: TimeField = "recordedtime"
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        """The WHERE clauses of this filter."""
+        where: list[ColumnElement[bool]] = []
+        if self.type is not None:
+            if self.type.endswith("*"):
+                prefix = self.type[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                where.append(events.c.type.like(prefix + "%", escape="\\"))
+            else:
+                where.append(events.c.type == self.type)
+        for name in ("source", "subject", "id"):
+            value = getattr(self, name)
+            if value is not None:
+                where.append(events.c[name] == value)
+        column = events.c.time_us if self.on == "time" else events.c.recordedtime
+        if self.since is not None:
+            where.append(column >= self.since)
+        if self.until is not None:
+            where.append(column < self.until)
+        return where
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored event as the read API serves it: ``event`` is the canonical JSON text."""
+
+    seq: int
+    recordedtime: int
+    event: str
+
+
+class AuditStore:
+    """Queries on the audit tables; ``writer`` appends, ``reader`` serves the reads."""
+
+    def __init__(self, writer: Engine, reader: Engine | None = None) -> None:
+        self.writer = writer
+        self.reader = reader or writer
+
+    def append(self, groups: Sequence[Sequence[CloudEvent]]) -> list[list[int | None]]:
+        """Store every new event of ``groups`` in one transaction, in order.
+
+        Returns, per group and event, the ``seq`` it got, or ``None`` for a duplicate
+        ``(source, id)`` (already stored, or earlier in the same call). The chain head
+        is locked for the transaction, so seq is gap-free and follows commit order even
+        with several writers.
+        """
+        with self.writer.begin() as conn:
+            head = conn.execute(
+                select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
+            ).one()
+            seq, previous = int(head.seq), bytes(head.hash)
+            seen = self._existing(conn, {(e.source, e.id) for group in groups for e in group})
+            recordedtime = time.time_ns() // 1000
+            rows: list[dict[str, Any]] = []
+            results: list[list[int | None]] = []
+            for group in groups:
+                outcome: list[int | None] = []
+                for event in group:
+                    key = (event.source, event.id)
+                    if key in seen:
+                        outcome.append(None)
+                        continue
+                    seen.add(key)
+                    seq += 1
+                    canonical = chain.canonical(event)
+                    previous = chain.link(previous, seq, recordedtime, canonical)
+                    rows.append(_row(event, seq, recordedtime, canonical, previous))
+                    outcome.append(seq)
+                results.append(outcome)
+            if rows:
+                conn.execute(insert(events), rows)
+                conn.execute(update(chain_head).where(chain_head.c.id == 1).values(seq=seq, hash=previous))
+        return results
+
+    @staticmethod
+    def _existing(conn: Any, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        pending = list(keys)
+        for start in range(0, len(pending), _KEY_CHUNK):
+            chunk = pending[start : start + _KEY_CHUNK]
+            query = select(events.c.source, events.c.id).where(tuple_(events.c.source, events.c.id).in_(chunk))
+            found.update((row.source, row.id) for row in conn.execute(query))
+        return found
+
+    def find(self, where: EventFilter, *, order: Order = "asc", limit: int = 50, after: int | None = None) -> list[Record]:
+        """Up to ``limit`` events matching ``where``, by seq, strictly after the ``after`` seq."""
+        query = select(events.c.seq, events.c.recordedtime, events.c.event).where(*where.clauses())
+        if after is not None:
+            query = query.where(events.c.seq > after if order == "asc" else events.c.seq < after)
+        query = query.order_by(events.c.seq.asc() if order == "asc" else events.c.seq.desc()).limit(limit)
+        with self.reader.connect() as conn:
+            return [Record(row.seq, row.recordedtime, row.event) for row in conn.execute(query)]
+
+    def iterate(self, where: EventFilter, *, after: int = 0, chunk: int = 1000) -> Iterator[list[Record]]:
+        """Every event matching ``where`` in seq order, a chunk at a time (constant memory)."""
+        while True:
+            records = self.find(where, order="asc", limit=chunk, after=after)
+            if not records:
+                return
+            yield records
+            after = records[-1].seq
+
+    def stats(self, where: EventFilter, *, bucket: Bucket, by: GroupBy) -> list[tuple[int, str, int]]:
+        """``(bucket start µs, type or source, count)`` per bucket, oldest first."""
+        width = BUCKET_MICROS[bucket]
+        column = events.c.time_us if where.on == "time" else events.c.recordedtime
+        start = ((column / width) * width).label("start")
+        key = events.c[by].label("key")
+        query = (
+            select(start, key, func.count().label("n"))
+            .where(*where.clauses(), column.is_not(None))
+            .group_by(start, key)
+            .order_by(start, key)
+        )
+        with self.reader.connect() as conn:
+            return [(int(row.start), row.key, int(row.n)) for row in conn.execute(query)]
+
+    def last_seq(self) -> int:
+        """The seq of the newest stored event, 0 when the log is empty."""
+        with self.reader.connect() as conn:
+            return int(conn.execute(select(chain_head.c.seq).where(chain_head.c.id == 1)).scalar_one())
+
+    def head(self) -> tuple[int, bytes]:
+        """The chain head: the last seq and its hash."""
+        with self.reader.connect() as conn:
+            row = conn.execute(select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)).one()
+            return int(row.seq), bytes(row.hash)
+
+    def walk(self, *, chunk: int = 5000) -> Iterator[list[RowMapping]]:
+        """Every row of the log with every column, in seq order, a chunk at a time."""
+        after = -1
+        while True:
+            query = select(events).where(events.c.seq > after).order_by(events.c.seq).limit(chunk)
+            with self.reader.connect() as conn:
+                rows = list(conn.execute(query).mappings())
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["seq"]
+
+    def count(self) -> int:
+        """How many events are stored."""
+        with self.reader.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self.reader.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+
+def derived_columns(event: CloudEvent) -> dict[str, Any]:
+    """The filter columns of a row, as they follow from its event."""
+    stamp = event.timestamp()
+    return {
+        "specversion": event.specversion,
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "time": event.time,
+        "time_us": None if stamp is None else _micros(stamp),
+        "datacontenttype": event.datacontenttype,
+        "dataschema": event.dataschema,
+        "extensions": _encoder.encode(dict(event.extensions)).decode(),
+    }
+
+
+def _row(event: CloudEvent, seq: int, recordedtime: int, canonical: bytes, digest: bytes) -> dict[str, Any]:
+    row = derived_columns(event)
+    row.update(seq=seq, recordedtime=recordedtime, event=canonical.decode(), hash=digest)
+    return row
+
+
+def _micros(stamp: Any) -> int:
+    return int(stamp.timestamp()) * 1_000_000 + stamp.microsecond

@@ -1,0 +1,85 @@
+"""Database URLs and engines, the same for every service: SQLite (embedded) or PostgreSQL.
+
+``sqlite:///path`` opens SQLite in WAL mode with ``synchronous=FULL`` (a commit is on
+disk when it returns); ``postgresql://…`` uses psycopg 3. A writer engine starts its
+SQLite transactions with ``BEGIN IMMEDIATE`` so two writers queue for the lock
+instead of failing when one upgrades a read to a write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+
+class DatabaseURLError(ValueError):
+    """The database URL is neither ``sqlite:///…`` nor ``postgresql://…``."""
+
+
+def normalize_url(url: str) -> str:
+    """``url`` with the driver SQLAlchemy should use; SQLite folders are created.
+
+    Raises:
+        DatabaseURLError: an unsupported scheme.
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+psycopg://"):
+        return url
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return url
+    raise DatabaseURLError(f"unsupported database URL {redact(url)!r}: use sqlite:///PATH or postgresql://…")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
+        return url.split("://", 1)[0] + "://…"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """Whether ``engine`` talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def create(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine:
+    """An engine for ``url``; ``writer=True`` for the one connection that appends.
+
+    Raises:
+        DatabaseURLError: an unsupported scheme.
+    """
+    url = normalize_url(url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs = {"poolclass": NullPool} if ":memory:" in url else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        _tune_sqlite(engine, immediate=writer)
+        return engine
+    if not writer:
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+    return create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
+
+
+def _tune_sqlite(engine: Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's begin event below decides
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
