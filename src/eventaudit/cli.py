@@ -1,33 +1,355 @@
-"""The ``eventaudit`` command."""
+"""The ``eventaudit`` command: builds settings once, from flags and EVENTAUDIT_* variables, and hands them down.
+
+Every flag ``--some-flag`` can also be set with the environment variable
+``EVENTAUDIT_SOME_FLAG`` (flags win). Repeatable flags take a comma-separated list there.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from eventaudit import __version__
+
+_EXAMPLES = """\
+examples:
+  eventaudit audit                                  # audit service on 127.0.0.1:8080, SQLite in ./data
+  eventaudit audit --db postgresql://localhost/audit --host 0.0.0.0 --read-token $TOKEN
+  eventaudit send http://127.0.0.1:8080/ --type user.created --source /users --data '{"id": "42"}'
+  eventaudit tail http://127.0.0.1:8080 --token $TOKEN --type 'user.*'
+  eventaudit verify --db sqlite:///data/audit.db
+
+Every flag can also come from EVENTAUDIT_<FLAG>, e.g. --db <-> EVENTAUDIT_DB.
+"""
+
+
+class _EnvDefaults(argparse.ArgumentParser):
+    """An argument parser whose flags default to ``EVENTAUDIT_<FLAG>`` when that is set."""
+
+    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
+        long = next((n for n in names if isinstance(n, str) and n.startswith("--")), None)
+        if long is not None and kwargs.get("action") not in ("help", "version", "store_true", "store_false"):
+            variable = "EVENTAUDIT_" + long[2:].upper().replace("-", "_")
+            value = os.environ.get(variable)
+            if value is not None:
+                if kwargs.get("action") == "append":
+                    kwargs["default"] = [v for v in value.split(",") if v]
+                else:
+                    kwargs["default"] = value
+                    kwargs["required"] = False
+            kwargs["help"] = (kwargs.get("help") or "") + f" [env {variable}]"
+        elif long is not None and kwargs.get("action") == "store_true":
+            variable = "EVENTAUDIT_" + long[2:].upper().replace("-", "_")
+            if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+                kwargs["default"] = True
+            kwargs["help"] = (kwargs.get("help") or "") + f" [env {variable}]"
+        return super().add_argument(*names, **kwargs)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, not {port}")
+    return port
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 0 and 1000 ms")
+    return value / 1000
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``eventaudit`` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _EnvDefaults(
         prog="eventaudit",
         description=(
-            "A users service and an append-only, tamper-evident audit log that speak "
-            "CloudEvents 1.0 over HTTP or Kafka."
+            "A users service and an append-only, tamper-evident audit log that speak CloudEvents 1.0 "
+            "over HTTP or Kafka."
         ),
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"eventaudit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_EnvDefaults)
+
+    audit = commands.add_parser(
+        "audit",
+        help="run the audit service (receives CloudEvents, keeps the log, serves reads)",
+        description="Run the audit service: POST / takes CloudEvents; /v1/events, /v1/events/stream, "
+        "/v1/events/export and /v1/stats serve them back; /docs shows the API.",
+    )
+    audit.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    audit.add_argument("--port", type=_port, default=8080, help="port to listen on (default 8080)")
+    audit.add_argument(
+        "--db",
+        default="sqlite:///data/audit.db",
+        help="sqlite:///PATH or postgresql://… (default sqlite:///data/audit.db)",
+    )
+    audit.add_argument(
+        "--read-token",
+        action="append",
+        default=[],
+        help="bearer token for reads; repeat for several. Without one on a loopback address, "
+        "one is generated and printed",
+    )
+    audit.add_argument("--ingest-token", help="bearer token POST / requires (default: none required)")
+    audit.add_argument(
+        "--max-body", type=_positive, default=1024 * 1024, help="largest request body in bytes (default 1 MiB)"
+    )
+    audit.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        help="origin allowed by the webhook handshake (OPTIONS /); repeat for several (default: any)",
+    )
+    audit.add_argument("--allowed-rate", type=_positive, help="requests per minute announced in WebHook-Allowed-Rate")
+    audit.add_argument(
+        "--commit-window-ms",
+        type=_milliseconds,
+        default=1.0,
+        help="how long a commit waits for more events once it has some (default 1 ms)",
+    )
+    audit.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
+    audit.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    audit.set_defaults(run=_run_audit)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check the audit log's hash chain",
+        description="Walk the audit log's hash chain. Exit 0 with the count when it holds, "
+        "1 naming the first record that was changed, removed or reordered, 2 when the log cannot be read.",
+    )
+    verify.add_argument("--db", default="sqlite:///data/audit.db", help="the audit database URL")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.set_defaults(run=_run_verify)
+
+    send = commands.add_parser(
+        "send",
+        help="send one CloudEvent to an HTTP endpoint",
+        description="Send one CloudEvent built from flags. Exit 0 when delivered, 1 when the receiver "
+        "rejected it, 3 when it could not be delivered now.",
+    )
+    send.add_argument("url", help="where to POST, e.g. http://127.0.0.1:8080/")
+    send.add_argument("--type", required=True, help="the event type, e.g. user.created")
+    send.add_argument("--source", required=True, help="the event source, a URI-reference")
+    send.add_argument("--id", help="the event id (default: a new UUID)")
+    send.add_argument("--subject")
+    send.add_argument("--time", help="RFC 3339 (default: now)")
+    send.add_argument("--data", help="the data; JSON unless --datacontenttype says otherwise")
+    send.add_argument("--datacontenttype", help="media type of --data (default application/json when --data is given)")
+    send.add_argument("--dataschema")
+    send.add_argument(
+        "--ext", action="append", default=[], metavar="NAME=VALUE", help="an extension attribute; repeatable"
+    )
+    send.add_argument("--mode", choices=["binary", "structured", "batch"], default="binary", help="HTTP content mode")
+    send.add_argument("--token", help="bearer token (the audit service's --ingest-token)")
+    send.set_defaults(run=_run_send)
+
+    tail = commands.add_parser(
+        "tail",
+        help="follow the audit log live",
+        description="Follow the audit log through its API (Server-Sent Events) and print each event.",
+    )
+    tail.add_argument(
+        "url", nargs="?", default="http://127.0.0.1:8080", help="the audit service (default http://127.0.0.1:8080)"
+    )
+    tail.add_argument("--token", help="a read token (the audit service's --read-token)")
+    tail.add_argument("--json", action="store_true", help="print JSON lines instead of readable text")
+    tail.add_argument("--type", help="only this type, or a prefix like user.*")
+    tail.add_argument("--source")
+    tail.add_argument("--subject")
+    tail.add_argument("--from-start", action="store_true", help="print the whole log first, then follow")
+    tail.set_defaults(run=_run_tail)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace, argparse.ArgumentParser], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 0
+    try:
+        return run(args, parser)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from eventaudit import db, httpserver
+    from eventaudit.audit import migrate
+    from eventaudit.audit.app import create_app
+    from eventaudit.audit.settings import AuditSettings, SettingsError, is_loopback
+
+    httpserver.configure_logging(args.log_level)
+    if args.migrate:
+        try:
+            migrate.upgrade(db.create(args.db, writer=True))
+        except db.DatabaseURLError as exc:
+            parser.error(str(exc))
+        print(f"audit schema at {db.redact(args.db)} is up to date", file=sys.stderr)
+        return 0
+    tokens = tuple(args.read_token)
+    if not tokens and is_loopback(args.host):
+        tokens = (secrets.token_urlsafe(24),)
+        print(f"read token (generated, shown once): {tokens[0]}", file=sys.stderr, flush=True)
+    settings = AuditSettings(
+        host=args.host,
+        port=args.port,
+        db=args.db,
+        read_tokens=tokens,
+        ingest_token=args.ingest_token,
+        max_body=args.max_body,
+        allowed_origins=tuple(args.allowed_origin) or ("*",),
+        allowed_rate=args.allowed_rate,
+        commit_window=args.commit_window_ms,
+    )
+    try:
+        settings.check()
+        db.normalize_url(settings.db)
+    except (SettingsError, db.DatabaseURLError) as exc:
+        print(f"eventaudit audit: {exc}", file=sys.stderr)
+        return 2
+    print(f"audit service on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr, flush=True)
+    httpserver.serve(create_app(settings), settings.host, settings.port)
     return 0
+
+
+def _run_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventaudit import db
+    from eventaudit.audit.store import AuditStore
+    from eventaudit.audit.verify import verify
+
+    try:
+        store = AuditStore(db.create(args.db))
+        total = store.count()
+    except db.DatabaseURLError as exc:
+        parser.error(str(exc))
+    except SQLAlchemyError as exc:
+        print(
+            f"eventaudit verify: cannot read the audit log at {db.redact(args.db)}: {exc.__class__.__name__}",
+            file=sys.stderr,
+        )
+        return 2
+    progress = None if args.quiet or not sys.stderr.isatty() else _ProgressBar(total)
+    verdict = verify(store, progress)
+    if progress is not None:
+        progress.finish()
+    if verdict.ok:
+        print(f"OK: {verdict.count} records, chain head {verdict.head_hash.hex()}")
+        return 0
+    print(f"TAMPERED: record {verdict.seq}: {verdict.problem} ({verdict.count} records before it are intact)")
+    return 1
+
+
+class _ProgressBar:
+    def __init__(self, total: int) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.total = max(total, 1)
+        self.done = 0
+        self.started = self._time()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        elapsed = max(self._time() - self.started, 1e-9)
+        width = 30
+        filled = int(width * min(self.done / self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        sys.stderr.write(f"\r[{bar}] {self.done:,}/{self.total:,} records, {self.done / elapsed:,.0f}/s")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _run_send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import msgspec
+
+    from eventaudit.events import CloudEvent, CloudEventError
+    from eventaudit.transport import Delivered, Rejected
+    from eventaudit.transport.http import HTTPSender
+
+    data: Any = None
+    if args.data is not None:
+        if args.datacontenttype is None or "json" in args.datacontenttype:
+            try:
+                data = msgspec.json.decode(args.data)
+            except msgspec.DecodeError as exc:
+                parser.error(f"--data is not JSON ({exc}); set --datacontenttype for other data")
+        else:
+            data = args.data
+    extensions: dict[str, str] = {}
+    for pair in args.ext:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            parser.error(f"--ext takes NAME=VALUE, not {pair!r}")
+        extensions[name] = value
+    try:
+        event = CloudEvent.create(
+            type=args.type,
+            source=args.source,
+            id=args.id,
+            subject=args.subject,
+            time=args.time,
+            data=data,
+            datacontenttype=args.datacontenttype,
+            dataschema=args.dataschema,
+            extensions=extensions,
+        )
+    except CloudEventError as exc:
+        parser.error(f"not a valid CloudEvent: {exc}")
+
+    async def deliver() -> Any:
+        sender = HTTPSender(args.url, mode=args.mode, token=args.token)
+        try:
+            return await sender.send([event])
+        finally:
+            await sender.close()
+
+    outcome = asyncio.run(deliver())
+    if isinstance(outcome, Delivered):
+        print(f"sent {event.id} ({outcome.detail})")
+        return 0
+    print(f"eventaudit send: {outcome.reason}", file=sys.stderr)
+    return 1 if isinstance(outcome, Rejected) else 3
+
+
+def _run_tail(args: argparse.Namespace, _parser: argparse.ArgumentParser) -> int:
+    from eventaudit.audit.tail import follow
+
+    params = {k: v for k, v in {"type": args.type, "source": args.source, "subject": args.subject}.items() if v}
+    if args.from_start:
+        params["after"] = "0"
+    return asyncio.run(follow(args.url, args.token, params, as_json=args.json))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -120,7 +121,9 @@ class AuditStore:
             found.update((row.source, row.id) for row in conn.execute(query))
         return found
 
-    def find(self, where: EventFilter, *, order: Order = "asc", limit: int = 50, after: int | None = None) -> list[Record]:
+    def find(
+        self, where: EventFilter, *, order: Order = "asc", limit: int = 50, after: int | None = None
+    ) -> list[Record]:
         """Up to ``limit`` events matching ``where``, by seq, strictly after the ``after`` seq."""
         query = select(events.c.seq, events.c.recordedtime, events.c.event).where(*where.clauses())
         if after is not None:
@@ -142,7 +145,7 @@ class AuditStore:
         """``(bucket start µs, type or source, count)`` per bucket, oldest first."""
         width = BUCKET_MICROS[bucket]
         column = events.c.time_us if where.on == "time" else events.c.recordedtime
-        start = ((column / width) * width).label("start")
+        start = ((column // width) * width).label("start")
         key = events.c[by].label("key")
         query = (
             select(start, key, func.count().label("n"))
@@ -210,5 +213,5 @@ def _row(event: CloudEvent, seq: int, recordedtime: int, canonical: bytes, diges
     return row
 
 
-def _micros(stamp: Any) -> int:
+def _micros(stamp: datetime) -> int:
     return int(stamp.timestamp()) * 1_000_000 + stamp.microsecond

@@ -23,6 +23,7 @@ from typing import Any, Final, NoReturn, TypeGuard
 import msgspec
 
 from eventaudit.events import types
+from eventaudit.events._accel import speedups as _speedups
 from eventaudit.events.errors import CloudEventError, Failure
 
 SPECVERSION: Final = "1.0"
@@ -92,7 +93,7 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, repr_omit_defaults=T
     data: Any = None
 
     def __post_init__(self) -> None:
-        if not _looks_valid(self):
+        if not _fast_looks_valid(self):
             failures = _check(self)
             if failures:
                 raise CloudEventError(failures)
@@ -398,3 +399,21 @@ def _json_kind(value: object) -> str:
     if isinstance(value, str):
         return "a String"
     return type(value).__name__
+
+
+# The C accelerator, when built, decides the common case and asks _looks_valid when not sure (_accel.py).
+_fast_looks_valid: Callable[[CloudEvent], bool] = _looks_valid
+if _speedups is not None:
+    _speedups.configure(
+        CloudEvent,
+        _looks_valid,
+        specversion=SPECVERSION,
+        sources=_good_sources,
+        media=_good_media,
+        uris=_good_uris,
+        reserved=RESERVED_NAMES,
+        data_types=_DATA_TYPES,
+        extensions_type=Extensions,
+        long_name=_LONG_NAME,
+    )
+    _fast_looks_valid = _speedups.looks_valid

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
 
+from eventaudit.events._accel import speedups as _speedups
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure
 from eventaudit.events.event import CORE_ATTRIBUTES, EMPTY_EXTENSIONS, CloudEvent, Extensions
 
@@ -197,7 +198,7 @@ def loads(body: bytes | str, *, max_size: int | None = None) -> Any:
             value = _plain_decoder.decode(raw)
     except _DECODE_ERRORS as exc:
         raise CloudEventError([Failure(None, f"malformed JSON: {_reason(exc)}", "RFC 8259")]) from None
-    if longer_number or not _surely_unique(raw, value):
+    if longer_number or not _unique(raw, value):
         _reject_repeated_members(raw)
     return value
 
@@ -268,3 +269,7 @@ def _kind(value: object) -> str:
     return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
         type(value), "null" if value is None else type(value).__name__
     )
+
+
+# The C accelerator, when built, scans the text for repeated names instead of re-encoding (_accel.py).
+_unique: Callable[[bytes, object], bool] = _surely_unique if _speedups is None else _speedups.surely_unique

@@ -1,0 +1,43 @@
+"""The audit service's Prometheus metrics, on a registry of their own per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class AuditMetrics:
+    """Counters and histograms the service updates; ``registry`` is what ``/metrics`` serves."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ingested = Counter(
+            "eventaudit_ingested_events", "Events stored in the audit log.", ["transport"], registry=r
+        )
+        self.duplicates = Counter(
+            "eventaudit_duplicate_events",
+            "Events not stored again: their (source, id) was stored.",
+            ["transport"],
+            registry=r,
+        )
+        self.rejected = Counter("eventaudit_rejected_requests", "Requests refused, by reason.", ["reason"], registry=r)
+        self.commit_seconds = Histogram(
+            "eventaudit_commit_seconds",
+            "Time to store one group of events durably.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.group_events = Histogram(
+            "eventaudit_commit_group_events",
+            "Events per commit (group commit).",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
+        self.batch_events = Histogram(
+            "eventaudit_request_batch_events",
+            "Events per ingest request.",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.queue_depth = Gauge("eventaudit_commit_queue_requests", "Requests waiting for a commit.", registry=r)
+        self.last_seq = Gauge("eventaudit_last_seq", "Seq of the newest stored event.", registry=r)

@@ -1,0 +1,177 @@
+"""Ingest with group commit: concurrent requests share one durable transaction.
+
+One writer thread owns the writing connection. Requests put their events on a queue
+and wait; the writer takes everything queued (waiting up to ``commit_window`` for
+more once it has something), stores it in one transaction with
+:meth:`AuditStore.append`, and answers every request only after that commit returned.
+A request's events are never split across commits, so a batch is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from eventaudit.audit.metrics import AuditMetrics
+from eventaudit.audit.store import AuditStore
+from eventaudit.events import CloudEvent
+
+_log = logging.getLogger(__name__)
+_STOP = object()
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database did not take the events; nothing of the request was stored."""
+
+
+class ShuttingDownError(RuntimeError):
+    """The service is stopping and takes no more events."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The outcome of one request: a seq per event, ``None`` where it was a duplicate."""
+
+    seqs: list[int | None]
+
+    @property
+    def stored(self) -> int:
+        return sum(1 for seq in self.seqs if seq is not None)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.seqs) - self.stored
+
+
+@dataclass
+class _Pending:
+    events: Sequence[CloudEvent]
+    transport: str
+    done: Callable[[Stored | BaseException], None]
+
+
+class GroupCommitter:
+    """The writer thread and its queue; :meth:`submit` is what request handlers await."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        metrics: AuditMetrics,
+        *,
+        window: float = 0.001,
+        max_events: int = 10_000,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._window = window
+        self._max_events = max_events
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._closed = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def submit(self, events: Sequence[CloudEvent], transport: str = "http") -> Stored:
+        """Store ``events`` durably (or find them stored); returns once committed.
+
+        Raises:
+            StoreUnavailableError: the database failed; nothing of ``events`` was stored.
+            ShuttingDownError: the service is stopping.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Stored] = loop.create_future()
+
+        def done(outcome: Stored | BaseException) -> None:
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+        self.submit_threadsafe(events, transport, done)
+        return await future
+
+    def submit_threadsafe(
+        self, events: Sequence[CloudEvent], transport: str, done: Callable[[Stored | BaseException], None]
+    ) -> None:
+        """Queue ``events``; ``done`` is called from the writer thread with the outcome."""
+        if self._closed:
+            raise ShuttingDownError("the audit service is shutting down")
+        self._queue.put(_Pending(events, transport, done))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop the writer thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Pending)
+            group = [first]
+            count = len(first.events)
+            deadline = time.monotonic() + self._window
+            while count < self._max_events:
+                try:
+                    timeout = deadline - time.monotonic()
+                    item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(item, _Pending)
+                group.append(item)
+                count += len(item.events)
+            self._metrics.queue_depth.set(self._queue.qsize())
+            self._commit(group)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            results = self._store.append([pending.events for pending in group])
+        except SQLAlchemyError as exc:
+            _log.error("commit of %d requests failed: %s", len(group), exc.__class__.__name__, exc_info=exc)
+            for pending in group:
+                pending.done(StoreUnavailableError("the database is unavailable"))
+            return
+        except Exception as exc:  # never leave a request waiting forever
+            _log.exception("commit failed")
+            for pending in group:
+                pending.done(exc)
+            return
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._metrics.group_events.observe(sum(len(p.events) for p in group))
+        last = 0
+        for pending, seqs in zip(group, results, strict=True):
+            outcome = Stored(seqs)
+            self._metrics.ingested.labels(pending.transport).inc(outcome.stored)
+            if outcome.duplicates:
+                self._metrics.duplicates.labels(pending.transport).inc(outcome.duplicates)
+            last = max([last, *(s for s in seqs if s is not None)])
+            pending.done(outcome)
+        if last:
+            self._metrics.last_seq.set(last)
+            if self.on_commit is not None:
+                self.on_commit(last)
+
+
+def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

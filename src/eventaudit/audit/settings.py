@@ -1,0 +1,57 @@
+"""The audit service's settings, built once at the edge (the CLI) and handed down."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+class SettingsError(ValueError):
+    """Settings the service refuses to start with; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Everything ``eventaudit audit`` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str = "sqlite:///data/audit.db"
+    read_tokens: tuple[str, ...] = ()
+    ingest_token: str | None = None
+    max_body: int = 1024 * 1024
+    allowed_origins: tuple[str, ...] = ("*",)
+    allowed_rate: int | None = None
+    commit_window: float = 0.001
+    max_group_events: int = 10_000
+    migrate: bool = True
+    kafka_bootstrap: str | None = None
+    kafka_topic: str = "audit"
+    kafka_group: str = "audit-group-id"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise :class:`SettingsError` for settings that cannot work or are unsafe."""
+        if not self.read_tokens and not is_loopback(self.host):
+            raise SettingsError(
+                f"refusing to listen on {self.host} without a read token: anyone on the network could read "
+                "the audit log. Give one with --read-token or EVENTAUDIT_READ_TOKEN, or bind 127.0.0.1."
+            )
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"--port must be between 1 and 65535, not {self.port}")
+        if self.max_body < 1:
+            raise SettingsError("--max-body must be at least 1 byte")
+        if not 0 <= self.commit_window <= 1:
+            raise SettingsError("--commit-window-ms must be between 0 and 1000")
+        if any(len(token) < 16 for token in (*self.read_tokens, *filter(None, [self.ingest_token]))):
+            raise SettingsError("tokens must be at least 16 characters long")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,1001 @@
+/*
+ * eventaudit.events._speedups: optional C fast paths for the CloudEvents codec.
+ *
+ * Every function here is a shortcut for a pure-Python function that stays the
+ * reference (see events/_accel.py). A shortcut either gives the answer the Python
+ * code would give, or says "not sure" (False / None) and lets the Python code
+ * decide. It never calls an invalid event valid, never misses a repeated JSON
+ * member, and never builds attributes the Python loop would not build.
+ *
+ *   looks_valid(ev)            event.py _looks_valid: True when surely valid, else the
+ *                              configured Python fallback decides
+ *   sure_valid(ev)             the C verdict alone (True = surely valid, False = not sure)
+ *   is_timestamp(s)            types.is_timestamp, except that a leap second (:60) is "not sure"
+ *   surely_unique(raw, value)  formats/json.py _surely_unique: True when no JSON object in
+ *                              raw repeats a member name
+ *   find_header(pairs, name)   bindings/http.py _find
+ *   http_attributes(pairs)     the ce- header loop of bindings/http.py _decode_binary
+ *   kafka_attributes(headers)  bindings/kafka.py _read_headers, when it finds no failure
+ *
+ * CPython C API only; no third-party C dependencies.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* Configuration: the Python objects that hold the rules (set by configure())                  */
+/* ------------------------------------------------------------------------------------------ */
+
+enum {
+    F_SPECVERSION, F_ID, F_SOURCE, F_TYPE, F_DATACONTENTTYPE, F_DATASCHEMA,
+    F_SUBJECT, F_TIME, F_EXTENSIONS, F_DATA, N_FIELDS
+};
+
+static const char *const field_names[N_FIELDS] = {
+    "specversion", "id", "source", "type", "datacontenttype", "dataschema",
+    "subject", "time", "extensions", "data",
+};
+
+static PyTypeObject *g_event_type = NULL;  /* CloudEvent */
+static PyTypeObject *g_ext_type = NULL;    /* Extensions (a dict subclass) */
+static PyObject *g_fallback = NULL;        /* event._looks_valid */
+static PyObject *g_specversion = NULL;     /* "1.0" */
+static PyObject *g_sources = NULL;         /* set of sources found valid */
+static PyObject *g_media = NULL;           /* set of datacontenttypes found valid */
+static PyObject *g_uris = NULL;            /* set of dataschemas found valid */
+static PyObject *g_reserved = NULL;        /* frozenset of names no extension may take */
+static PyObject *g_data_types = NULL;      /* frozenset of the types data may have */
+static Py_ssize_t g_offsets[N_FIELDS];     /* slot offsets of the CloudEvent fields */
+static int g_long_name = 20;               /* longer extension names go to Python (it warns) */
+
+#define INT32_LO (-2147483647LL - 1)
+#define INT32_HI 2147483647LL
+
+static int
+replace_ref(PyObject **slot, PyObject *value)
+{
+    Py_XINCREF(value);
+    Py_XSETREF(*slot, value);
+    return 0;
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {
+        "event_type", "fallback", "specversion", "sources", "media", "uris",
+        "reserved", "data_types", "extensions_type", "long_name", NULL,
+    };
+    PyObject *event_type, *fallback, *specversion, *sources, *media, *uris, *reserved, *data_types, *ext_type;
+    int long_name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OUO!O!O!O!O!O!i:configure", kwlist,
+                                     &PyType_Type, &event_type, &fallback, &specversion,
+                                     &PySet_Type, &sources, &PySet_Type, &media, &PySet_Type, &uris,
+                                     &PyFrozenSet_Type, &reserved, &PyFrozenSet_Type, &data_types,
+                                     &PyType_Type, &ext_type, &long_name)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)ext_type, &PyDict_Type)) {
+        PyErr_SetString(PyExc_TypeError, "extensions_type must be a dict subclass");
+        return NULL;
+    }
+    Py_ssize_t offsets[N_FIELDS];
+    PyTypeObject *tp = (PyTypeObject *)event_type;
+    for (int i = 0; i < N_FIELDS; i++) {
+        /* msgspec keeps Struct fields in slots: one member descriptor per field. */
+        PyObject *descr = PyDict_GetItemString(tp->tp_dict, field_names[i]);
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", tp->tp_name, field_names[i]);
+            return NULL;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if ((member->type != T_OBJECT_EX && member->type != T_OBJECT) || member->offset <= 0 ||
+            (size_t)member->offset + sizeof(PyObject *) > (size_t)tp->tp_basicsize) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", tp->tp_name, field_names[i]);
+            return NULL;
+        }
+        offsets[i] = member->offset;
+    }
+    memcpy(g_offsets, offsets, sizeof(offsets));
+    replace_ref((PyObject **)&g_event_type, event_type);
+    replace_ref((PyObject **)&g_ext_type, ext_type);
+    replace_ref(&g_fallback, fallback);
+    replace_ref(&g_specversion, specversion);
+    replace_ref(&g_sources, sources);
+    replace_ref(&g_media, media);
+    replace_ref(&g_uris, uris);
+    replace_ref(&g_reserved, reserved);
+    replace_ref(&g_data_types, data_types);
+    g_long_name = long_name;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The type system                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* ASCII characters U+0020-U+007E only; empty is fine (the caller decides). */
+static inline int
+printable_ascii(PyObject *s)
+{
+    if (!PyUnicode_IS_ASCII(s)) {
+        return 0;
+    }
+    const unsigned char *p = (const unsigned char *)PyUnicode_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] < 0x20 || p[i] > 0x7e) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A non-empty String of printable ASCII: the plain case of spec.md#type-system String. */
+static inline int
+plain_string(PyObject *v)
+{
+    return v != NULL && PyUnicode_CheckExact(v) && PyUnicode_GET_LENGTH(v) > 0 && printable_ascii(v);
+}
+
+static inline int
+two_digits(const unsigned char *p, int *out)
+{
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9') {
+        return 0;
+    }
+    *out = (p[0] - '0') * 10 + (p[1] - '0');
+    return 1;
+}
+
+static int
+days_in_month(int year, int month)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)) {
+        return 29;
+    }
+    return days[month - 1];
+}
+
+/*
+ * RFC 3339 §5.6 date-time: YYYY-MM-DD "T" hh:mm:ss [.fraction] ("Z" / +hh:mm / -hh:mm), "T" and
+ * "Z" in either case, ASCII digits only, real days of the month.
+ * 1: valid; 0: invalid; -1: a leap second (second 60), which this function does not judge.
+ */
+static int
+timestamp_verdict(const unsigned char *s, Py_ssize_t n)
+{
+    int year_hi, year_lo, month, day, hour, minute, second;
+    if (n < 20) {
+        return 0;
+    }
+    if (!two_digits(s, &year_hi) || !two_digits(s + 2, &year_lo) || s[4] != '-' ||
+        !two_digits(s + 5, &month) || s[7] != '-' || !two_digits(s + 8, &day) ||
+        (s[10] != 'T' && s[10] != 't') || !two_digits(s + 11, &hour) || s[13] != ':' ||
+        !two_digits(s + 14, &minute) || s[16] != ':' || !two_digits(s + 17, &second)) {
+        return 0;
+    }
+    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year_hi * 100 + year_lo, month) ||
+        hour > 23 || minute > 59 || second > 60) {
+        return 0;
+    }
+    Py_ssize_t i = 19;
+    if (s[i] == '.') {
+        Py_ssize_t start = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+        if (i == start || i >= n) {
+            return 0;
+        }
+    }
+    if (s[i] == 'Z' || s[i] == 'z') {
+        if (i + 1 != n) {
+            return 0;
+        }
+    }
+    else if (s[i] == '+' || s[i] == '-') {
+        int off_hour, off_minute;
+        if (i + 6 != n || !two_digits(s + i + 1, &off_hour) || s[i + 3] != ':' ||
+            !two_digits(s + i + 4, &off_minute) || off_hour > 23 || off_minute > 59) {
+            return 0;
+        }
+    }
+    else {
+        return 0;
+    }
+    return second == 60 ? -1 : 1;
+}
+
+/* 1: a String that is surely a valid Timestamp; 0: not sure. */
+static inline int
+sure_timestamp(PyObject *v)
+{
+    return PyUnicode_CheckExact(v) && PyUnicode_IS_ASCII(v) &&
+           timestamp_verdict((const unsigned char *)PyUnicode_DATA(v), PyUnicode_GET_LENGTH(v)) == 1;
+}
+
+static PyObject *
+is_timestamp(PyObject *module, PyObject *value)
+{
+    if (!PyUnicode_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "is_timestamp() takes a str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(value)) {
+        Py_RETURN_FALSE;  /* every character of the grammar is ASCII */
+    }
+    int verdict = timestamp_verdict((const unsigned char *)PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value));
+    if (verdict < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyBool_FromLong(verdict);
+}
+
+/* An extension name: [a-z0-9]{1,long_name}, not reserved. -1 on error. */
+static int
+sure_extension_name(PyObject *name)
+{
+    if (!PyUnicode_CheckExact(name) || !PyUnicode_IS_ASCII(name)) {
+        return 0;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    if (n < 1 || n > g_long_name) {
+        return 0;
+    }
+    const unsigned char *p = (const unsigned char *)PyUnicode_DATA(name);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9'))) {
+            return 0;
+        }
+    }
+    int reserved = PySet_Contains(g_reserved, name);
+    return reserved < 0 ? -1 : !reserved;
+}
+
+/* String, Integer (signed 32 bits), Boolean or Binary. */
+static int
+sure_extension_value(PyObject *value)
+{
+    if (PyUnicode_CheckExact(value)) {
+        return printable_ascii(value);  /* an empty String is a valid extension value */
+    }
+    if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow) {
+            return 0;
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        return v >= INT32_LO && v <= INT32_HI;
+    }
+    return PyBool_Check(value) || PyBytes_CheckExact(value);
+}
+
+static int
+sure_extensions(PyObject *ext)
+{
+    if (!PyDict_CheckExact(ext) && !Py_IS_TYPE(ext, g_ext_type)) {
+        return 0;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(ext, &pos, &name, &value)) {
+        int ok = sure_extension_name(name);
+        if (ok <= 0) {
+            return ok;
+        }
+        ok = sure_extension_value(value);
+        if (ok <= 0) {
+            return ok;
+        }
+    }
+    return 1;
+}
+
+/* A set lookup for a value the Python fast path already found valid. */
+static inline int
+known(PyObject *cache, PyObject *value)
+{
+    return PyUnicode_CheckExact(value) ? PySet_Contains(cache, value) : 0;
+}
+
+#define FIELD(ev, i) (*(PyObject **)((char *)(ev) + g_offsets[i]))
+
+/* 1: ev is surely a valid CloudEvent; 0: not sure; -1: error. */
+static int
+sure_valid_event(PyObject *ev)
+{
+    if (g_event_type == NULL || !Py_IS_TYPE(ev, g_event_type)) {
+        return 0;
+    }
+    PyObject *v = FIELD(ev, F_SPECVERSION);
+    if (v == NULL || !PyUnicode_CheckExact(v)) {
+        return 0;
+    }
+    int eq = PyUnicode_Compare(v, g_specversion);
+    if (eq != 0) {
+        return eq == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    if (!plain_string(FIELD(ev, F_ID)) || !plain_string(FIELD(ev, F_TYPE))) {
+        return 0;
+    }
+    int ok;
+    v = FIELD(ev, F_SOURCE);
+    if (v == NULL || (ok = known(g_sources, v)) <= 0) {
+        return v == NULL ? 0 : ok;
+    }
+    v = FIELD(ev, F_DATACONTENTTYPE);
+    if (v == NULL || (v != Py_None && (ok = known(g_media, v)) <= 0)) {
+        return v == NULL ? 0 : ok;
+    }
+    v = FIELD(ev, F_DATASCHEMA);
+    if (v == NULL || (v != Py_None && (ok = known(g_uris, v)) <= 0)) {
+        return v == NULL ? 0 : ok;
+    }
+    v = FIELD(ev, F_SUBJECT);
+    if (v == NULL || (v != Py_None && !plain_string(v))) {
+        return 0;
+    }
+    v = FIELD(ev, F_TIME);
+    if (v == NULL || (v != Py_None && !sure_timestamp(v))) {
+        return 0;
+    }
+    v = FIELD(ev, F_EXTENSIONS);
+    if (v == NULL) {
+        return 0;
+    }
+    if (!(PyDict_Check(v) && PyDict_GET_SIZE(v) == 0) && (ok = sure_extensions(v)) <= 0) {
+        return ok;
+    }
+    v = FIELD(ev, F_DATA);
+    if (v == NULL) {
+        return 0;
+    }
+    if (v == Py_None) {
+        return 1;
+    }
+    return PySet_Contains(g_data_types, (PyObject *)Py_TYPE(v));
+}
+
+static PyObject *
+looks_valid(PyObject *module, PyObject *ev)
+{
+    int ok = sure_valid_event(ev);
+    if (ok < 0) {
+        return NULL;
+    }
+    if (ok) {
+        Py_RETURN_TRUE;
+    }
+    if (g_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
+        return NULL;
+    }
+    return PyObject_CallOneArg(g_fallback, ev);
+}
+
+static PyObject *
+sure_valid(PyObject *module, PyObject *ev)
+{
+    int ok = sure_valid_event(ev);
+    return ok < 0 ? NULL : PyBool_FromLong(ok);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Repeated member names in JSON text                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * One pass over JSON text that msgspec already accepted: tracks the open objects and
+ * arrays, and puts every member name, keyed by the object it belongs to, into one hash
+ * table. Names are compared as raw bytes, which is exact for names without a backslash
+ * (valid UTF-8 has one encoding per string); a name with an escape, very deep nesting,
+ * a long probe in the table or anything that does not look like JSON is "not sure".
+ */
+
+typedef struct {
+    const unsigned char *name; /* NULL: free */
+    Py_ssize_t len;
+    uint64_t hash;
+    uint64_t object;
+} Entry;
+
+typedef struct {
+    Entry *entries;
+    size_t mask;
+    size_t used;
+    int heap;
+} Table;
+
+#define STACK_ENTRIES 64
+#define MAX_PROBE 32
+#define MAX_DEPTH 1024
+
+static inline uint64_t
+name_hash(const unsigned char *p, Py_ssize_t n, uint64_t object)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ (object * 0x9e3779b97f4a7c15ULL);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int
+table_grow(Table *t)
+{
+    size_t size = (t->mask + 1) * 2;
+    Entry *fresh = PyMem_Calloc(size, sizeof(Entry));
+    if (fresh == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i <= t->mask; i++) {
+        Entry *e = &t->entries[i];
+        if (e->name == NULL) {
+            continue;
+        }
+        size_t j = (size_t)e->hash & (size - 1);
+        while (fresh[j].name != NULL) {
+            j = (j + 1) & (size - 1);
+        }
+        fresh[j] = *e;
+    }
+    if (t->heap) {
+        PyMem_Free(t->entries);
+    }
+    t->entries = fresh;
+    t->mask = size - 1;
+    t->heap = 1;
+    return 0;
+}
+
+/* 1: new name; 0: repeated or not sure; -1: error. */
+static int
+table_add(Table *t, const unsigned char *name, Py_ssize_t len, uint64_t object)
+{
+    if ((t->used + 1) * 2 > t->mask + 1 && table_grow(t) < 0) {
+        return -1;
+    }
+    uint64_t h = name_hash(name, len, object);
+    size_t j = (size_t)h & t->mask;
+    for (int probe = 0; probe < MAX_PROBE; probe++) {
+        Entry *e = &t->entries[j];
+        if (e->name == NULL) {
+            e->name = name;
+            e->len = len;
+            e->hash = h;
+            e->object = object;
+            t->used++;
+            return 1;
+        }
+        if (e->hash == h && e->object == object && e->len == len && memcmp(e->name, name, (size_t)len) == 0) {
+            return 0;
+        }
+        j = (j + 1) & t->mask;
+    }
+    return 0;
+}
+
+/* 1: surely no object repeats a member; 0: maybe one does (or not sure); -1: error. */
+static int
+scan_unique(const unsigned char *s, Py_ssize_t n)
+{
+    Entry stack_entries[STACK_ENTRIES];
+    uint64_t objects[MAX_DEPTH]; /* the object serial of each open container; 0 for arrays */
+    memset(stack_entries, 0, sizeof(stack_entries));
+    Table t = {stack_entries, STACK_ENTRIES - 1, 0, 0};
+    int depth = 0, expect_name = 0, result = 1;
+    uint64_t serial = 0;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i++];
+        switch (c) {
+        case '{':
+        case '[':
+            if (depth == MAX_DEPTH) {
+                result = 0;
+                goto done;
+            }
+            objects[depth++] = c == '{' ? ++serial : 0;
+            expect_name = c == '{';
+            break;
+        case '}':
+        case ']':
+            if (depth == 0 || (objects[depth - 1] != 0) != (c == '}')) {
+                result = 0;
+                goto done;
+            }
+            depth--;
+            expect_name = 0;
+            break;
+        case ',':
+            expect_name = depth > 0 && objects[depth - 1] != 0;
+            break;
+        case ':':
+            expect_name = 0;
+            break;
+        case '"': {
+            Py_ssize_t start = i;
+            int escaped = 0;
+            while (i < n) {
+                unsigned char d = s[i];
+                if (d == '"') {
+                    break;
+                }
+                if (d == '\\') {
+                    escaped = 1;
+                    i += 2;
+                    continue;
+                }
+                i++;
+            }
+            if (i >= n) {
+                result = 0;
+                goto done;
+            }
+            if (expect_name) {
+                if (escaped || depth == 0) {
+                    result = 0;
+                    goto done;
+                }
+                result = table_add(&t, s + start, i - start, objects[depth - 1]);
+                if (result <= 0) {
+                    goto done;
+                }
+                expect_name = 0;
+            }
+            i++; /* the closing quote */
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (depth != 0) {
+        result = 0;
+    }
+done:
+    if (t.heap) {
+        PyMem_Free(t.entries);
+    }
+    return result;
+}
+
+static PyObject *
+surely_unique(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "surely_unique(raw, value=None)");
+        return NULL;
+    }
+    PyObject *raw = args[0];
+    int result;
+    if (PyBytes_CheckExact(raw)) {
+        result = scan_unique((const unsigned char *)PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw));
+    }
+    else {
+        Py_buffer view;
+        if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        result = scan_unique((const unsigned char *)view.buf, view.len);
+        PyBuffer_Release(&view);
+    }
+    return result < 0 ? NULL : PyBool_FromLong(result);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Headers                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The (name, value) pairs of a dict's items view, or of a list or tuple of 2-tuples. */
+typedef struct {
+    PyObject *dict;     /* iterate a dict with PyDict_Next */
+    PyObject *seq;      /* or a list/tuple */
+    Py_ssize_t pos;
+} Pairs;
+
+/* 1: ok; 0: not a shape we read (the caller answers "not sure"). */
+static int
+pairs_open(Pairs *p, PyObject *obj)
+{
+    p->dict = NULL;
+    p->seq = NULL;
+    p->pos = 0;
+    if (PyDictItems_Check(obj)) {
+        p->dict = (PyObject *)((_PyDictViewObject *)obj)->dv_dict;
+        return p->dict != NULL;
+    }
+    if (PyDict_Check(obj)) {
+        p->dict = obj;
+        return 1;
+    }
+    if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj)) {
+        p->seq = obj;
+        return 1;
+    }
+    return 0;
+}
+
+/* 1: a pair (borrowed); 0: the end; -1: a pair of another shape. */
+static int
+pairs_next(Pairs *p, PyObject **name, PyObject **value)
+{
+    if (p->dict != NULL) {
+        return PyDict_Next(p->dict, &p->pos, name, value) ? 1 : 0;
+    }
+    Py_ssize_t size = PyList_CheckExact(p->seq) ? PyList_GET_SIZE(p->seq) : PyTuple_GET_SIZE(p->seq);
+    if (p->pos >= size) {
+        return 0;
+    }
+    PyObject *item = PyList_CheckExact(p->seq) ? PyList_GET_ITEM(p->seq, p->pos) : PyTuple_GET_ITEM(p->seq, p->pos);
+    p->pos++;
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+        return -1;
+    }
+    *name = PyTuple_GET_ITEM(item, 0);
+    *value = PyTuple_GET_ITEM(item, 1);
+    return 1;
+}
+
+static inline unsigned char
+lower_ascii(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* A new str: the ASCII text p[0:n] in lower case. */
+static PyObject *
+lower_str(const unsigned char *p, Py_ssize_t n)
+{
+    PyObject *out = PyUnicode_New(n, 127);
+    if (out == NULL) {
+        return NULL;
+    }
+    unsigned char *q = (unsigned char *)PyUnicode_DATA(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        q[i] = lower_ascii(p[i]);
+    }
+    return out;
+}
+
+/* ASCII case-insensitive equality of a str with a lower-case ASCII str. */
+static int
+ascii_equal_lower(PyObject *name, PyObject *wanted)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    if (n != PyUnicode_GET_LENGTH(wanted)) {
+        return 0;
+    }
+    const unsigned char *a = (const unsigned char *)PyUnicode_DATA(name);
+    const unsigned char *b = (const unsigned char *)PyUnicode_DATA(wanted);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (lower_ascii(a[i]) != b[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Unpack one header pair as `for name, value in pairs` does; new references. */
+static int
+unpack_pair(PyObject *item, PyObject **name, PyObject **value)
+{
+    PyObject *pair = PyTuple_CheckExact(item) ? Py_NewRef(item) : PySequence_Tuple(item);
+    if (pair == NULL) {
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(pair) != 2) {
+        Py_DECREF(pair);
+        PyErr_Format(PyExc_ValueError, "a header must be a (name, value) pair");
+        return -1;
+    }
+    *name = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+    *value = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+    Py_DECREF(pair);
+    return 0;
+}
+
+/* name == wanted or name.lower() == wanted; wanted is lower-case ASCII or anything else. */
+static int
+header_name_matches(PyObject *name, PyObject *wanted, int wanted_simple)
+{
+    if (wanted_simple && PyUnicode_CheckExact(name) && PyUnicode_IS_ASCII(name)) {
+        return ascii_equal_lower(name, wanted);
+    }
+    int match = PyObject_RichCompareBool(name, wanted, Py_EQ);
+    if (match == 0) {  /* anything unusual: exactly what the Python code does */
+        PyObject *lowered = PyObject_CallMethod(name, "lower", NULL);
+        match = lowered == NULL ? -1 : PyObject_RichCompareBool(lowered, wanted, Py_EQ);
+        Py_XDECREF(lowered);
+    }
+    return match;
+}
+
+/* http.py _find: the value of the first header whose name == wanted or name.lower() == wanted. */
+static PyObject *
+find_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "find_header(pairs, wanted: str)");
+        return NULL;
+    }
+    PyObject *wanted = args[1];
+    int wanted_simple = PyUnicode_IS_ASCII(wanted);
+    const unsigned char *w = (const unsigned char *)PyUnicode_DATA(wanted);
+    for (Py_ssize_t i = 0; wanted_simple && i < PyUnicode_GET_LENGTH(wanted); i++) {
+        wanted_simple = !(w[i] >= 'A' && w[i] <= 'Z');
+    }
+    PyObject *iter = PyObject_GetIter(args[0]);
+    if (iter == NULL) {
+        return NULL;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(iter)) != NULL) {
+        PyObject *name, *value;
+        int unpacked = unpack_pair(item, &name, &value);
+        Py_DECREF(item);
+        if (unpacked < 0) {
+            Py_DECREF(iter);
+            return NULL;
+        }
+        int match = header_name_matches(name, wanted, wanted_simple);
+        Py_DECREF(name);
+        if (match != 0) {
+            Py_DECREF(iter);
+            if (match < 0) {
+                Py_DECREF(value);
+                return NULL;
+            }
+            return value;
+        }
+        Py_DECREF(value);
+    }
+    Py_DECREF(iter);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/*
+ * The ce- header loop of http.py _decode_binary, for the plain case only: every ce- header
+ * name is ASCII, no attribute repeats, every value is printable ASCII without "%" that does
+ * not start with '"'; at least one attribute and no ce-datacontenttype. Then the attributes
+ * dict the Python loop builds; otherwise None.
+ */
+static PyObject *
+http_attributes(PyObject *module, PyObject *pairs)
+{
+    Pairs p;
+    if (!pairs_open(&p, pairs)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *attributes = PyDict_New();
+    if (attributes == NULL) {
+        return NULL;
+    }
+    PyObject *name, *value;
+    int step;
+    while ((step = pairs_next(&p, &name, &value)) > 0) {
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_IS_ASCII(name)) {
+            goto unsure;
+        }
+        Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+        const unsigned char *s = (const unsigned char *)PyUnicode_DATA(name);
+        /* raw_name[:3] in {"ce-", "Ce-", "cE-", "CE-"} */
+        if (n < 3 || lower_ascii(s[0]) != 'c' || lower_ascii(s[1]) != 'e' || s[2] != '-') {
+            continue;
+        }
+        if (!PyUnicode_CheckExact(value) || !printable_ascii(value)) {
+            goto unsure;
+        }
+        const unsigned char *v = (const unsigned char *)PyUnicode_DATA(value);
+        Py_ssize_t vn = PyUnicode_GET_LENGTH(value);
+        if ((vn > 0 && v[0] == '"') || memchr(v, '%', (size_t)vn) != NULL) {
+            goto unsure;
+        }
+        PyObject *attribute = lower_str(s + 3, n - 3);
+        if (attribute == NULL) {
+            goto error;
+        }
+        int seen = PyDict_Contains(attributes, attribute);
+        if (seen != 0 || PyDict_SetItem(attributes, attribute, value) < 0) {
+            Py_DECREF(attribute);
+            if (seen > 0) {
+                goto unsure;
+            }
+            goto error;
+        }
+        Py_DECREF(attribute);
+    }
+    if (step < 0 || PyDict_GET_SIZE(attributes) == 0) {
+        goto unsure;
+    }
+    PyObject *dct = PyUnicode_FromString("datacontenttype");
+    if (dct == NULL) {
+        goto error;
+    }
+    int has = PyDict_Contains(attributes, dct);
+    Py_DECREF(dct);
+    if (has < 0) {
+        goto error;
+    }
+    if (has) {
+        goto unsure;
+    }
+    return attributes;
+unsure:
+    Py_DECREF(attributes);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(attributes);
+    return NULL;
+}
+
+/*
+ * kafka.py _read_headers, when it finds no failure: names are ASCII str or bytes, values
+ * bytes (valid UTF-8), str or None. Then the attributes dict the Python loop builds
+ * (content-type under "content-type", ce_x under "x"); otherwise None.
+ */
+static PyObject *
+kafka_attributes(PyObject *module, PyObject *headers)
+{
+    Pairs p;
+    if (!pairs_open(&p, headers) || p.dict != NULL) {
+        Py_RETURN_NONE;  /* a list or tuple of pairs, as the clients give them */
+    }
+    PyObject *attributes = PyDict_New();
+    if (attributes == NULL) {
+        return NULL;
+    }
+    PyObject *name, *value;
+    int step;
+    while ((step = pairs_next(&p, &name, &value)) > 0) {
+        const unsigned char *s;
+        Py_ssize_t n;
+        if (PyBytes_CheckExact(name)) {
+            s = (const unsigned char *)PyBytes_AS_STRING(name);
+            n = PyBytes_GET_SIZE(name);
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (s[i] >= 0x80) {
+                    goto unsure;
+                }
+            }
+        }
+        else if (PyUnicode_CheckExact(name) && PyUnicode_IS_ASCII(name)) {
+            s = (const unsigned char *)PyUnicode_DATA(name);
+            n = PyUnicode_GET_LENGTH(name);
+        }
+        else {
+            goto unsure;
+        }
+        PyObject *attribute;
+        if (n == 12 && lower_ascii(s[0]) == 'c' && lower_ascii(s[1]) == 'o' && lower_ascii(s[2]) == 'n' &&
+            lower_ascii(s[3]) == 't' && lower_ascii(s[4]) == 'e' && lower_ascii(s[5]) == 'n' &&
+            lower_ascii(s[6]) == 't' && s[7] == '-' && lower_ascii(s[8]) == 't' &&
+            lower_ascii(s[9]) == 'y' && lower_ascii(s[10]) == 'p' && lower_ascii(s[11]) == 'e') {
+            attribute = PyUnicode_FromStringAndSize("content-type", 12);
+        }
+        else if (n >= 3 && lower_ascii(s[0]) == 'c' && lower_ascii(s[1]) == 'e' && s[2] == '_') {
+            attribute = lower_str(s + 3, n - 3);
+        }
+        else {
+            continue;
+        }
+        if (attribute == NULL) {
+            goto error;
+        }
+        PyObject *text;
+        if (PyBytes_CheckExact(value)) {
+            text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+            if (text == NULL) {
+                Py_DECREF(attribute);
+                if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    PyErr_Clear();
+                    goto unsure;
+                }
+                goto error;
+            }
+        }
+        else if (PyUnicode_CheckExact(value)) {
+            text = value;
+            Py_INCREF(text);
+        }
+        else if (value == Py_None) {
+            text = PyUnicode_New(0, 0);
+        }
+        else {
+            Py_DECREF(attribute);
+            goto unsure;
+        }
+        if (text == NULL) {
+            Py_DECREF(attribute);
+            goto error;
+        }
+        PyObject *before = PyDict_GetItemWithError(attributes, attribute);
+        int differs = 0;
+        if (before != NULL) {
+            differs = PyObject_RichCompareBool(before, text, Py_NE);
+        }
+        else if (PyErr_Occurred()) {
+            differs = -1;
+        }
+        if (differs != 0 || PyDict_SetItem(attributes, attribute, text) < 0) {
+            Py_DECREF(attribute);
+            Py_DECREF(text);
+            if (differs > 0) {
+                goto unsure;
+            }
+            goto error;
+        }
+        Py_DECREF(attribute);
+        Py_DECREF(text);
+    }
+    if (step < 0) {
+        goto unsure;
+    }
+    return attributes;
+unsure:
+    Py_DECREF(attributes);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(attributes);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static PyMethodDef methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(event_type, fallback, *, specversion, sources, media, uris, reserved, data_types, "
+     "extensions_type, long_name): the rules looks_valid() reads."},
+    {"looks_valid", looks_valid, METH_O,
+     "looks_valid(ev) -> bool: True when ev is surely valid; otherwise the fallback decides."},
+    {"sure_valid", sure_valid, METH_O, "sure_valid(ev) -> bool: the C verdict alone; False means not sure."},
+    {"is_timestamp", is_timestamp, METH_O,
+     "is_timestamp(s) -> bool | None: RFC 3339 date-time; None for a leap second."},
+    {"surely_unique", (PyCFunction)(void (*)(void))surely_unique, METH_FASTCALL,
+     "surely_unique(raw, value=None) -> bool: True when no JSON object in raw repeats a member name."},
+    {"find_header", (PyCFunction)(void (*)(void))find_header, METH_FASTCALL,
+     "find_header(pairs, wanted) -> value | None: the first header named wanted (any case)."},
+    {"http_attributes", http_attributes, METH_O,
+     "http_attributes(pairs) -> dict | None: the plain ce- headers; None means not sure."},
+    {"kafka_attributes", kafka_attributes, METH_O,
+     "kafka_attributes(headers) -> dict | None: content-type and ce_ headers; None means not sure."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "eventaudit.events._speedups",
+    "Optional C fast paths for the CloudEvents codec; the pure-Python code is the reference.",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module_def);
+}
