@@ -29,26 +29,86 @@ Every flag can also come from EVENTAUDIT_<FLAG>, e.g. --db <-> EVENTAUDIT_DB.
 
 
 class _EnvDefaults(argparse.ArgumentParser):
-    """An argument parser whose flags default to ``EVENTAUDIT_<FLAG>`` when that is set."""
+    """An argument parser whose flags default to ``EVENTAUDIT_<FLAG>`` when that is set.
+
+    A value from the environment is checked like one from the command line (type and
+    choices), and a bad one is an error naming the variable, unless the flag itself is given.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._env_problems: dict[str, str] = {}
 
     def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
-        long = next((n for n in names if isinstance(n, str) and n.startswith("--")), None)
-        if long is not None and kwargs.get("action") not in ("help", "version", "store_true", "store_false"):
-            variable = "EVENTAUDIT_" + long[2:].upper().replace("-", "_")
-            value = os.environ.get(variable)
+        longs = [n for n in names if isinstance(n, str) and n.startswith("--")]
+        action = kwargs.get("action")
+        if not longs or action in ("help", "version"):
+            return super().add_argument(*names, **kwargs)
+        variables = ["EVENTAUDIT_" + long[2:].upper().replace("-", "_") for long in longs]
+        variable, value = next(((v, os.environ[v]) for v in variables if v in os.environ), (variables[0], None))
+        if action in ("store_true", "store_false"):
             if value is not None:
-                if kwargs.get("action") == "append":
-                    kwargs["default"] = [v for v in value.split(",") if v]
-                else:
-                    kwargs["default"] = value
-                    kwargs["required"] = False
-            kwargs["help"] = (kwargs.get("help") or "") + f" [env {variable}]"
-        elif long is not None and kwargs.get("action") == "store_true":
-            variable = "EVENTAUDIT_" + long[2:].upper().replace("-", "_")
-            if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
-                kwargs["default"] = True
-            kwargs["help"] = (kwargs.get("help") or "") + f" [env {variable}]"
+                kwargs["default"] = self._flag(variable, value, action == "store_true")
+        elif value is not None:
+            kwargs["required"] = False
+            kwargs["type"] = _from_env(variable, value, kwargs.get("type"), kwargs.get("choices"))
+            if action == "append":
+                kwargs["action"] = _AppendOverEnv
+                kwargs["default"] = [v.strip() for v in value.split(",") if v.strip()]
+            else:
+                kwargs["default"] = value
+        kwargs["help"] = ((kwargs.get("help") or "") + " [env " + " or ".join(variables) + "]").lstrip()
         return super().add_argument(*names, **kwargs)
+
+    def _flag(self, variable: str, value: str, when_true: bool) -> bool:
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return when_true
+        if text in ("", "0", "false", "no", "off"):
+            return not when_true
+        self._env_problems[variable] = f"{variable}={value!r} is not a yes/no value (use 1/0, true/false, yes/no)"
+        return not when_true
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        if self._env_problems:
+            self.error(next(iter(self._env_problems.values())))
+        return parsed, rest
+
+
+class _AppendOverEnv(argparse.Action):
+    """``append``, except that values on the command line replace the list from the environment."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        current = getattr(namespace, self.dest, None)
+        items = [] if current is None or current is self.default else list(current)
+        setattr(namespace, self.dest, [*items, values])
+
+
+def _from_env(
+    variable: str, value: str, convert: Callable[[str], Any] | None, choices: Any
+) -> Callable[[str], Any]:
+    """A flag's ``type`` that names ``variable`` when the value it refuses came from there."""
+
+    def checked(text: str) -> Any:
+        where = f" (from {variable})" if text == value or text in value.split(",") else ""
+        if choices is not None and text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of {', '.join(map(str, choices))}{where}"
+            )
+        if convert is None:
+            return text
+        try:
+            return convert(text)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"{exc}{where}") from None
+
+    checked.__name__ = getattr(convert, "__name__", "value")
+    return checked
 
 
 def _port(text: str) -> int:
@@ -129,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--commit-window-ms",
         type=_milliseconds,
-        default=1.0,
+        default="1",  # a string, so argparse runs it through _milliseconds too
         help="how long a commit waits for more events once it has some (default 1 ms)",
     )
     audit.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")

@@ -1,0 +1,305 @@
+"""Ingest throughput and latency of the audit service, next to its baselines, in one run.
+
+    python -m bench.ingest [--db sqlite|postgres|both] [--seconds 10] [--connections 32 64]
+
+The server runs pinned to one CPU (--server-cpu), the load (wrk, or the paced client
+for the latency test) on the other (--load-cpu). Baselines measured in the same run:
+
+* the original write-up's Python receiver: Flask's threaded server + the official SDK's
+  ``cloudevents.v1.http.from_http``, storing nothing (bench/ingest/baseline_flask.py);
+* the physical limit: a bare ``sqlite3`` ``executemany`` loop inserting the same rows into
+  the same schema, one durable commit per 100 rows (``synchronous=FULL``, WAL).
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``) and PostgreSQL for ``--db postgres``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "bench-read-token-0123456789"
+PG_ADMIN = os.environ.get("EVENTAUDIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], cpu: int, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` pinned to ``cpu`` until it answers on ``port``."""
+    proc = subprocess.Popen(["taskset", "-c", str(cpu), *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command} did not start: {proc.stderr.read().decode() if proc.stderr else ''}")  # noqa: B904
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM of ``pid`` (the largest resident set it had), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(script: str, url: str, connections: int, seconds: int, cpu: int) -> dict[str, float]:
+    """Run wrk with ``script``; requests/s, latency p50/p99 (ms) and non-2xx count."""
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            str(cpu),
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(HERE / script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
+    for pct in ("50", "99"):
+        match = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+        if match:
+            result[f"p{pct}"] = float(match[1]) * {"us": 0.001, "ms": 1, "s": 1000}[match[2]]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["non2xx"] = float(bad[1]) if bad else 0.0
+    result["socket_errors"] = float(sum(int(g) for g in errors.groups())) if errors else 0.0
+    return result
+
+
+async def paced(url: str, rate: int, seconds: int, connections: int = 32) -> dict[str, float]:
+    """POST single binary-mode events at a steady ``rate``; latency measured from the scheduled time."""
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        prefix = uuid.uuid4().hex
+
+        async def one(i: int, due: float) -> None:
+            nonlocal failures
+            headers = {
+                "content-type": "application/json",
+                "ce-specversion": "1.0",
+                "ce-type": "user.created",
+                "ce-source": "/bench/paced",
+                "ce-id": f"{prefix}-{i}",
+            }
+            response = await client.post(url, headers=headers, content=b'{"id":"42"}')
+            if response.status_code >= 300:
+                failures += 1
+            latencies.append((time.perf_counter() - due) * 1000)
+
+        tasks = []
+        for i in range(rate * seconds):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {
+        "p50": latencies[len(latencies) // 2],
+        "p99": latencies[int(len(latencies) * 0.99)],
+        "max": latencies[-1],
+        "failures": float(failures),
+        "achieved": len(latencies) / (time.perf_counter() - start),
+    }
+
+
+def bare_insert_rate(rows: int = 100_000, per_commit: int = 100) -> float:
+    """Rows/s of a bare sqlite3 executemany loop, same schema and rows, a durable commit per 100 rows."""
+    from eventaudit import db
+    from eventaudit.audit import chain, migrate
+    from eventaudit.audit.store import _row
+    from eventaudit.events import CloudEvent
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bare.db"
+        engine = db.create(f"sqlite:///{path}", writer=True)
+        migrate.upgrade(engine)
+        engine.dispose()
+        previous = chain.GENESIS
+        prepared = []
+        for seq in range(1, rows + 1):
+            event = CloudEvent.create(
+                type="user.created",
+                source="/bench/users",
+                subject=str(seq),
+                time="2026-11-27T10:00:00.123456Z",
+                data={"id": str(seq), "name": "Ozzy Osbourne"},
+            )
+            canonical = chain.canonical(event)
+            previous = chain.link(previous, seq, 0, canonical)
+            prepared.append(_row(event, seq, 0, canonical, previous))
+        columns = list(prepared[0])
+        sql = f"INSERT INTO audit_events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        values = [tuple(row[c] for c in columns) for row in prepared]
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        started = time.perf_counter()
+        for i in range(0, rows, per_commit):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, values[i : i + per_commit])
+            conn.execute("UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1", (i + per_commit, previous))
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+        conn.close()
+        return rows / elapsed
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh, empty database URL of ``kind``."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/audit.db"
+        return
+    import psycopg
+
+    name = f"eventaudit_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def audit_command(url: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "eventaudit.cli",
+        "audit",
+        "--port",
+        str(port),
+        "--db",
+        url,
+        "--read-token",
+        TOKEN,
+        "--log-level",
+        "warning",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run (default 10)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    parser.add_argument("--rate", type=int, default=1000, help="events/s of the latency test (default 1000)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        parser.error("wrk is not installed (Debian: apt-get install wrk)")
+    os.sched_setaffinity(0, {args.load_cpu})
+    rows: list[tuple[str, ...]] = []
+
+    def report(name: str, value: str, note: str = "") -> None:
+        rows.append((name, value, note))
+        print(f"{name:<58} {value:>16}  {note}", flush=True)
+
+    print(
+        f"# python {sys.version.split()[0]}, server on CPU {args.server_cpu}, load on CPU {args.load_cpu}, "
+        f"{args.seconds}s per run, nproc {os.cpu_count()}"
+    )
+    port = free_port()
+    baseline: dict[int, float] = {}
+    with server([sys.executable, str(HERE / "baseline_flask.py"), str(port)], args.server_cpu, port) as proc:
+        for c in args.connections:
+            result = wrk("binary.lua", f"http://127.0.0.1:{port}/", c, args.seconds, args.load_cpu)
+            baseline[c] = result["rps"]
+            report(
+                f"baseline (Flask + SDK from_http), binary, {c} conns",
+                f"{result['rps']:,.0f} ev/s",
+                f"p99 {result.get('p99', float('nan')):.1f} ms, non-2xx {result['non2xx']:.0f}",
+            )
+    bare = bare_insert_rate()
+    report("bare sqlite3 executemany, 100 rows/commit (FULL)", f"{bare:,.0f} rows/s")
+
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    for kind in kinds:
+        for c in args.connections:
+            for script, per_request in (("binary.lua", 1), ("structured.lua", 1), ("batch.lua", 100)):
+                with database(kind) as url:
+                    port = free_port()
+                    with server(audit_command(url, port), args.server_cpu, port) as proc:
+                        result = wrk(script, f"http://127.0.0.1:{port}/", c, args.seconds, args.load_cpu)
+                        rss = peak_rss_mib(proc.pid)
+                events = result["rps"] * per_request
+                mode = script.removesuffix(".lua")
+                if per_request == 1:
+                    note = f"{events / baseline[c]:.1f}x baseline (target >= 10x)" if kind == "sqlite" else ""
+                else:
+                    note = f"{events / bare:.0%} of bare insert (target >= 60%)" if kind == "sqlite" else ""
+                report(
+                    f"audit on {kind}, {mode}, {c} conns",
+                    f"{events:,.0f} ev/s",
+                    f"{note}; p99 {result.get('p99', float('nan')):.1f} ms; non-2xx {result['non2xx']:.0f}; "
+                    f"peak RSS {rss:.0f} MiB",
+                )
+        with database(kind) as url:
+            port = free_port()
+            with server(audit_command(url, port), args.server_cpu, port) as proc:
+                latency = asyncio.run(paced(f"http://127.0.0.1:{port}/", args.rate, args.seconds))
+                rss = peak_rss_mib(proc.pid)
+            report(
+                f"audit on {kind}, p99 latency at {args.rate} ev/s",
+                f"{latency['p99']:.2f} ms",
+                f"p50 {latency['p50']:.2f} ms, max {latency['max']:.1f} ms, failures {latency['failures']:.0f}, "
+                f"achieved {latency['achieved']:,.0f}/s; peak RSS {rss:.0f} MiB (target p99 <= 10 ms)",
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
