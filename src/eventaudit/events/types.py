@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import calendar
+import ipaddress
 import re
 from typing import NamedTuple
 
@@ -57,17 +58,28 @@ def is_timestamp(value: str) -> bool:
         day = int(match[3])
         if day > 28 and day > calendar.monthrange(int(match[1]), int(match[2]))[1]:
             return False
+        if head.endswith("60"):  # a leap second: never cached, the offset decides
+            return _FRACTION_AND_OFFSET.fullmatch(value, 19) is not None and _is_leap_second(value)
         if len(_good_seconds) >= _CACHE_LIMIT:
             _good_seconds.clear()
         _good_seconds.add(head)
     return _FRACTION_AND_OFFSET.fullmatch(value, 19) is not None
 
 
+def _is_leap_second(value: str) -> bool:
+    """RFC 3339 §5.7: second 60 only at 23:59:60 UTC (given in any offset)."""
+    minutes = int(value[11:13]) * 60 + int(value[14:16])
+    if value[-1] not in "Zz":
+        sign = 1 if value[-6] == "+" else -1
+        minutes -= sign * (int(value[-5:-3]) * 60 + int(value[-2:]))
+    return minutes % (24 * 60) == 23 * 60 + 59
+
+
 # RFC 3986 §4.1 URI-reference. The scheme is optional; when absent, the first path
 # segment may not contain ":" (§4.2, segment-nz-nc). "[" and "]" appear only around
 # an IP-literal host (§3.2.2).
 _PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
-_HOST = r"(?:\[[0-9A-Fa-f:.vV\-._~!$&'()*+,;=]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+_HOST = r"(?:\[[^\]\[/?#@]*\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
 _USERINFO = r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
 _AUTHORITY = rf"//{_USERINFO}{_HOST}(?::[0-9]*)?"
 _PATH = rf"(?:{_AUTHORITY}(?:/{_PCHAR}*)*|/?(?:{_PCHAR}+(?:/{_PCHAR}*)*)?)"
@@ -98,6 +110,8 @@ def is_uri_reference(value: str) -> bool:
     ok = _URI_REFERENCE.fullmatch(value) is not None
     if ok and _has_colon_without_scheme(value):
         ok = False
+    if ok and "[" in value:
+        ok = _ip_literal_ok(value)
     return _remember(_uri_reference_cache, value, ok)
 
 
@@ -112,13 +126,36 @@ def is_uri(value: str) -> bool:
     verdict = _uri_cache.get(value)
     if verdict is not None:
         return verdict
-    return _remember(_uri_cache, value, _ABSOLUTE_URI.fullmatch(value) is not None)
+    ok = _ABSOLUTE_URI.fullmatch(value) is not None and ("[" not in value or _ip_literal_ok(value))
+    return _remember(_uri_cache, value, ok)
+
+
+_IP_LITERAL = re.compile(r"//(?:[^/?#@]*@)?\[([^\]]*)\]")
+_IP_FUTURE = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
+
+
+def _ip_literal_ok(value: str) -> bool:
+    """RFC 3986 §3.2.2: ``[`` IPv6address / IPvFuture ``]``, only as the host of an authority."""
+    match = _IP_LITERAL.search(value)
+    if match is None or value.count("[") != 1:
+        return False
+    literal = match[1]
+    if literal[:1] in ("v", "V"):
+        return _IP_FUTURE.fullmatch(literal) is not None
+    if "%" in literal:  # zone identifiers are RFC 6874, not RFC 3986
+        return False
+    try:
+        ipaddress.IPv6Address(literal)
+    except ValueError:
+        return False
+    return True
 
 
 # RFC 2046 §5.1 / RFC 9110 §8.3.1: type "/" subtype *( OWS ";" OWS parameter ).
 _TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\x09\x20-\x7e\x80-\xff])*"'
+_QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'  # ASCII only (RFC 2045 §5.1)
 _MEDIA_TYPE = re.compile(rf"({_TCHARS})/({_TCHARS})((?:[ \t]*;[ \t]*{_TCHARS}=(?:{_TCHARS}|{_QUOTED}))*)[ \t]*")
+_QUOTED_PAIR = re.compile(r"\\(.)")  # RFC 9110 §5.6.4: a recipient treats \x as x
 _PARAM = re.compile(rf"[ \t]*;[ \t]*({_TCHARS})=({_TCHARS}|{_QUOTED})")
 
 
@@ -160,7 +197,7 @@ def _parse_media_type(value: str) -> MediaType | None:
     charset = None
     for name, raw in _PARAM.findall(match[3]):
         if name.lower() == "charset":
-            charset = raw.strip('"').lower()
+            charset = _QUOTED_PAIR.sub(r"\1", raw[1:-1]).lower() if raw.startswith('"') else raw.lower()
     essence = f"{main}/{sub}"
     is_json = (sub == "json" and main in ("application", "text")) or sub.endswith("+json")
     is_text = is_json or main == "text" or sub in _TEXT_SUBTYPES or sub.endswith("+xml") or sub.endswith("+yaml")

@@ -32,11 +32,17 @@ def data_bytes(event: CloudEvent) -> bytes | None:
 
 
 def content_type(event: CloudEvent) -> str | None:
-    """The content type a binary-mode message carries: ``datacontenttype``, nothing invented.
+    """The content type a binary-mode message carries for ``event``.
 
-    (HTTP binding §3.1.1, Kafka binding §3.2.1: Content-Type maps to and from it.)
+    ``datacontenttype`` when set. Without it, data other than bytes is a JSON value (the
+    JSON format implies ``application/json``), and spec.md#datacontenttype says a
+    translation to a binding SHOULD set that implied type explicitly.
     """
-    return event.datacontenttype
+    if event.datacontenttype is not None:
+        return event.datacontenttype
+    if event.data is not None and type(event.data) is not bytes:
+        return "application/json"
+    return None
 
 
 def parse_data(body: bytes | None, content_type: str | None, section: str) -> Any:
