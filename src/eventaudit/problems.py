@@ -2,7 +2,8 @@
 
 Each service raises :class:`ProblemError` (or a subclass) with its HTTP status; one
 handler per app turns it, and every error the framework raises itself (unknown
-route, wrong method, bad parameters), into a problem document.
+route, wrong method, bad parameters), into a problem document. An unexpected
+exception becomes a bare 500 problem that reveals nothing of it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 MEDIA_TYPE = "application/problem+json"
 _encoder = msgspec.json.Encoder()
@@ -54,6 +56,12 @@ def problem_response(
     **extra: Any,
 ) -> Response:
     """An ``application/problem+json`` response."""
+    body = document(status, detail, slug=slug, **extra)
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=dict(headers or {}))
+
+
+def document(status: int, detail: str, *, slug: str | None = None, **extra: Any) -> bytes:
+    """The JSON bytes of a problem document (RFC 9457)."""
     body: dict[str, Any] = {
         "type": f"urn:eventaudit:problem:{slug}" if slug else "about:blank",
         "title": HTTPStatus(status).phrase,
@@ -61,7 +69,7 @@ def problem_response(
         "detail": detail,
     }
     body.update(extra)
-    return Response(_encoder.encode(body), status_code=status, media_type=MEDIA_TYPE, headers=dict(headers or {}))
+    return _encoder.encode(body)
 
 
 def install(app: FastAPI) -> None:
@@ -71,10 +79,13 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, ProblemError)
         return problem_response(exc.status, exc.detail, slug=exc.slug, headers=exc.headers, **exc.extra)
 
-    async def on_http(_request: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
-        return problem_response(exc.status_code, detail, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110 §15.5.6: every method of the path, not only the first route's
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return problem_response(exc.status_code, detail, headers=headers)
 
     async def on_validation(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -82,9 +93,22 @@ def install(app: FastAPI) -> None:
         detail = "; ".join(f"{e['parameter']}: {e['rule']}" for e in errors)
         return problem_response(400, detail, slug="invalid-parameter", errors=errors)
 
+    async def on_unexpected(_request: Request, _exc: Exception) -> Response:
+        # Starlette logs the exception with its traceback; the client learns nothing of the internals.
+        return problem_response(500, "the server failed to answer this request; it has been logged", slug="internal")
+
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    routes = request.app.router.routes
+    return [m for m in _METHODS if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)]
 
 
 def _parameter_error(error: Mapping[str, Any]) -> dict[str, str]:

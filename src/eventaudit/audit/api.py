@@ -28,17 +28,28 @@ from eventaudit.problems import ProblemError
 _encoder = msgspec.json.Encoder()
 _KEEPALIVE_SECONDS = 15.0
 _POLL_SECONDS = 1.0
+MAX_SEQ = 2**63 - 1
+"""The largest seq a database column holds (a signed 64-bit integer)."""
 
 
 class Notifier:
-    """Wakes live tails when the writer committed something (other processes: polling)."""
+    """Wakes live tails when the writer committed something (other processes: polling).
+
+    :meth:`close` (the server begins to stop) ends every live tail, so that shutdown
+    need not wait for clients that would stay forever; they reconnect with Last-Event-ID.
+    """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.closed = False
 
     def notify(self) -> None:
         self._event.set()
         self._event = asyncio.Event()
+
+    def close(self) -> None:
+        self.closed = True
+        self.notify()
 
     async def wait(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -62,20 +73,38 @@ def item(record: Record) -> dict[str, Any]:
 def _micros(name: str, value: str | None) -> int | None:
     if value is None:
         return None
-    if not types.is_timestamp(value):
+    micros = _instant(value) if types.is_timestamp(value) else None
+    if micros is None:
         raise ProblemError(
             400, f"{name} must be an RFC 3339 timestamp, like 2026-11-27T10:00:00Z", slug="invalid-parameter"
         )
-    stamp = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T")[:19] + value[19:].lstrip(".0123456789"))
-    return int(stamp.timestamp()) * 1_000_000 + _fraction_micros(value)
+    return micros
 
 
-def _fraction_micros(value: str) -> int:
-    rest = value[19:]
-    if not rest.startswith("."):
-        return 0
-    digits = rest[1:].rstrip("Zz").split("+")[0].split("-")[0]
-    return int((digits + "000000")[:6])
+def _instant(value: str) -> int | None:
+    """µs since the epoch of an RFC 3339 timestamp (a leap second is its second's last µs, as stored)."""
+    text = value.upper()
+    head, rest = text[:19], text[19:]
+    micros = 0
+    if rest.startswith("."):
+        digits = rest[1:].rstrip("Z").split("+")[0].split("-")[0]
+        micros = int((digits + "000000")[:6])
+        rest = rest[1 + len(digits) :]
+    if head[17:19] == "60":  # RFC 3339 §5.7
+        head, micros = head[:17] + "59", 999_999
+    try:
+        seconds = datetime.fromisoformat(head + rest).timestamp()
+    except (ValueError, OverflowError):  # year 0000: valid RFC 3339, no instant Python (or the log) can hold
+        return None
+    return int(seconds) * 1_000_000 + micros
+
+
+def _text(name: str, value: str | None) -> str | None:
+    if value is not None and not types.is_string(value):
+        raise ProblemError(
+            400, f"{name} holds control characters, which no CloudEvents attribute can", slug="invalid-parameter"
+        )
+    return value
 
 
 def filters(
@@ -91,10 +120,10 @@ def filters(
 ) -> EventFilter:
     """The filters every read takes."""
     return EventFilter(
-        type=type,
-        source=source,
-        subject=subject,
-        id=id,
+        type=_text("type", type),
+        source=_text("source", source),
+        subject=_text("subject", subject),
+        id=_text("id", id),
         since=_micros("since", since),
         until=_micros("until", until),
         on=on,
@@ -109,7 +138,7 @@ def _decode_cursor(cursor: str, order: str) -> int:
     try:
         state = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         after, cursor_order = state["after"], state["order"]
-        if type(after) is not int or after < 0 or cursor_order not in ("asc", "desc"):
+        if type(after) is not int or not 0 <= after <= MAX_SEQ or cursor_order not in ("asc", "desc"):
             raise ValueError
     except (ValueError, KeyError, TypeError, binascii.Error, msgspec.MsgspecError):
         raise ProblemError(400, "cursor is not one this service gave out", slug="invalid-parameter") from None
@@ -150,12 +179,12 @@ def router(settings: AuditSettings, store: AuditStore, metrics: AuditMetrics, no
     async def stream(
         request: Request,
         where: _Filter,
-        after: Annotated[int | None, Query(ge=0, description="Start after this seq (default: now)")] = None,
+        after: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="Start after this seq (default: now)")] = None,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
         if last_event_id is not None:
-            if not last_event_id.isdigit():
-                raise ProblemError(400, "Last-Event-ID must be a seq", slug="invalid-parameter")
+            if not (last_event_id.isascii() and last_event_id.isdigit() and int(last_event_id) <= MAX_SEQ):
+                raise ProblemError(400, "Last-Event-ID must be a seq (the id: of an event)", slug="invalid-parameter")
             after = int(last_event_id)
         if after is None:
             after = await run_in_threadpool(store.last_seq)
@@ -218,7 +247,7 @@ async def _tail(
 ) -> AsyncIterator[bytes]:
     yield b": eventaudit live tail\n\n"
     quiet = 0.0
-    while not await request.is_disconnected():
+    while not notifier.closed and not await request.is_disconnected():
         records = await run_in_threadpool(store.find, where, order="asc", limit=500, after=after)
         for record in records:
             yield b"id: %d\nevent: cloudevent\ndata: %s\n\n" % (record.seq, _encoder.encode(item(record)))

@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import Engine, event
 
 from eventaudit import __version__, db, problems
 from eventaudit.audit import api, ingest_http, migrate
@@ -20,7 +22,12 @@ _log = logging.getLogger(__name__)
 
 
 def create_app(settings: AuditSettings) -> FastAPI:
-    """The audit service as an ASGI app; the database is opened (and migrated) on startup."""
+    """The audit service as an ASGI app; the database is opened (and migrated) on startup.
+
+    Raises:
+        SettingsError: settings the service refuses to start with (see :meth:`AuditSettings.check`).
+    """
+    settings.check()
     metrics = AuditMetrics()
     notifier = api.Notifier()
     writer = db.create(settings.db, writer=True)
@@ -32,6 +39,8 @@ def create_app(settings: AuditSettings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate:
             await asyncio.to_thread(migrate.upgrade, writer)
+        _bound_lock_waits(writer, settings.lock_timeout)
+        writer.dispose()  # a migration may wait for locks as long as it must; from here on appends may not
         loop = asyncio.get_running_loop()
 
         def wake_tails(_seq: int) -> None:
@@ -56,8 +65,28 @@ def create_app(settings: AuditSettings) -> FastAPI:
     )
     problems.install(app)
 
-    app.include_router(ingest_http.router(settings, committer, metrics))
+    endpoint = ingest_http.IngestEndpoint(settings, committer, metrics)
+    app.include_router(ingest_http.router(settings, endpoint))
+    app.add_middleware(ingest_http.FastIngest, endpoint=endpoint)
     app.include_router(api.router(settings, store, metrics, notifier))
     app.state.store = store
     app.state.metrics = metrics
+    app.state.on_stop = [notifier.close]  # httpserver.Server: live tails end when the server begins to stop
     return app
+
+
+def _bound_lock_waits(engine: Engine, seconds: float) -> None:
+    """Let the writer wait at most ``seconds`` for a lock someone else holds, then fail (503), not hang."""
+    millis = max(1, round(seconds * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if db.is_sqlite(engine):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={millis}")
+            cursor.close()
+            return
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET inside a transaction would roll back with it
+        dbapi_connection.execute(f"SET lock_timeout = {millis}")
+        dbapi_connection.autocommit = autocommit

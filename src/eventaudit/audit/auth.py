@@ -11,7 +11,11 @@ from eventaudit.problems import ProblemError
 
 def bearer(request: Request) -> str | None:
     """The token of an ``Authorization: Bearer …`` header, if any."""
-    header = request.headers.get("authorization")
+    return bearer_of(request.headers.get("authorization"))
+
+
+def bearer_of(header: str | None) -> str | None:
+    """The token of an ``Authorization`` header value of the Bearer scheme, if it is one."""
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
@@ -31,7 +35,12 @@ def accepts(presented: str | None, tokens: tuple[str, ...]) -> bool:
 
 def require(request: Request, tokens: tuple[str, ...], what: str) -> None:
     """Raise a 401 problem unless the request carries one of ``tokens``."""
-    if not accepts(bearer(request), tokens):
+    require_header(request.headers.get("authorization"), tokens, what)
+
+
+def require_header(authorization: str | None, tokens: tuple[str, ...], what: str) -> None:
+    """Raise a 401 problem unless the ``Authorization`` header value carries one of ``tokens``."""
+    if not accepts(bearer_of(authorization), tokens):
         raise ProblemError(
             401,
             f"{what} needs Authorization: Bearer <token>; the token was missing or wrong",

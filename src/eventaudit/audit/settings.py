@@ -23,6 +23,9 @@ class AuditSettings:
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_rate: int | None = None
     commit_window: float = 0.001
+    #: Seconds a commit waits for a lock another process holds on the database before the
+    #: request is answered 503 (less than an HTTP sender's timeout, so it sees the 503).
+    lock_timeout: float = 5.0
     max_group_events: int = 10_000
     migrate: bool = True
     kafka_bootstrap: str | None = None
@@ -43,6 +46,8 @@ class AuditSettings:
             raise SettingsError("--max-body must be at least 1 byte")
         if not 0 <= self.commit_window <= 1:
             raise SettingsError("--commit-window-ms must be between 0 and 1000")
+        if not 0 < self.lock_timeout <= 600:
+            raise SettingsError("the lock timeout must be more than 0 and at most 600 seconds")
         if any(len(token) < 16 for token in (*self.read_tokens, *filter(None, [self.ingest_token]))):
             raise SettingsError("tokens must be at least 16 characters long")
 

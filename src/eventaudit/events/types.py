@@ -228,3 +228,37 @@ def canonical_string(value: str | int | bool | bytes) -> str:
     if type(value) is bytes:
         return binascii.b2a_base64(value, newline=False).decode()
     return str(value)
+
+
+def timestamp_micros(value: str) -> int:
+    """Microseconds since 1970-01-01T00:00:00Z of a valid RFC 3339 timestamp, for any year 0000-9999.
+
+    Integer arithmetic (days from the civil date), so years ``datetime`` cannot hold
+    still order correctly; a leap second counts as the last microsecond of its minute.
+    Fractions beyond microseconds are cut off.
+    """
+    year, month, day = int(value[0:4]), int(value[5:7]), int(value[8:10])
+    hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
+    micros = 0
+    rest = value[19:]
+    if rest.startswith("."):
+        digits = rest[1:].rstrip("Zz").partition("+")[0].partition("-")[0]
+        micros = int((digits + "000000")[:6])
+    if second == 60:
+        second, micros = 59, 999_999
+    offset = 0
+    if value[-1] not in "Zz":
+        sign = 1 if value[-6] == "+" else -1
+        offset = sign * (int(value[-5:-3]) * 3600 + int(value[-2:]) * 60)
+    seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset
+    return seconds * 1_000_000 + micros
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
