@@ -10,8 +10,11 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from eventaudit import __version__
@@ -32,7 +35,8 @@ class _EnvDefaults(argparse.ArgumentParser):
     """An argument parser whose flags default to ``EVENTAUDIT_<FLAG>`` when that is set.
 
     A value from the environment is checked like one from the command line (type and
-    choices), and a bad one is an error naming the variable, unless the flag itself is given.
+    choices), and a bad one is an error naming the variable (unless the flag itself is given and
+    replaces it). On the command line a repeatable flag replaces the list from the environment.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -89,17 +93,13 @@ class _AppendOverEnv(argparse.Action):
         setattr(namespace, self.dest, [*items, values])
 
 
-def _from_env(
-    variable: str, value: str, convert: Callable[[str], Any] | None, choices: Any
-) -> Callable[[str], Any]:
+def _from_env(variable: str, value: str, convert: Callable[[str], Any] | None, choices: Any) -> Callable[[str], Any]:
     """A flag's ``type`` that names ``variable`` when the value it refuses came from there."""
 
     def checked(text: str) -> Any:
         where = f" (from {variable})" if text == value or text in value.split(",") else ""
         if choices is not None and text not in choices:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not one of {', '.join(map(str, choices))}{where}"
-            )
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(map(str, choices))}{where}")
         if convert is None:
             return text
         try:
@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         "audit",
         help="run the audit service (receives CloudEvents, keeps the log, serves reads)",
         description="Run the audit service: POST / takes CloudEvents; /v1/events, /v1/events/stream, "
-        "/v1/events/export and /v1/stats serve them back; /docs shows the API.",
+        "/v1/events/export and /v1/stats serve them back; /docs shows the API. SIGTERM stops it gracefully "
+        "(exit 0); exit 2 when the flags or the database cannot be used.",
     )
     audit.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     audit.add_argument("--port", type=_port, default=8080, help="port to listen on (default 8080)")
@@ -193,7 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a commit waits for more events once it has some (default 1 ms)",
     )
     audit.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
-    audit.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    audit.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log records to write to stderr (default info; info logs every request)",
+    )
     audit.set_defaults(run=_run_audit)
 
     verify = commands.add_parser(
@@ -212,35 +218,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send one CloudEvent built from flags. Exit 0 when delivered, 1 when the receiver "
         "rejected it, 3 when it could not be delivered now.",
     )
-    send.add_argument("url", help="where to POST, e.g. http://127.0.0.1:8080/")
+    send.add_argument("url", help="where to POST (http:// or https://), e.g. http://127.0.0.1:8080/")
     send.add_argument("--type", required=True, help="the event type, e.g. user.created")
     send.add_argument("--source", required=True, help="the event source, a URI-reference")
     send.add_argument("--id", help="the event id (default: a new UUID)")
-    send.add_argument("--subject")
+    send.add_argument("--subject", help="the event subject, e.g. the id of the user it is about")
     send.add_argument("--time", help="RFC 3339 (default: now)")
     send.add_argument("--data", help="the data; JSON unless --datacontenttype says otherwise")
     send.add_argument("--datacontenttype", help="media type of --data (default application/json when --data is given)")
-    send.add_argument("--dataschema")
+    send.add_argument("--dataschema", help="URI of the schema --data adheres to")
     send.add_argument(
         "--ext", action="append", default=[], metavar="NAME=VALUE", help="an extension attribute; repeatable"
     )
     send.add_argument("--mode", choices=["binary", "structured", "batch"], default="binary", help="HTTP content mode")
-    send.add_argument("--token", help="bearer token (the audit service's --ingest-token)")
+    send.add_argument(
+        "--ingest-token", "--token", metavar="TOKEN", help="bearer token (the audit service's --ingest-token)"
+    )
     send.set_defaults(run=_run_send)
 
     tail = commands.add_parser(
         "tail",
         help="follow the audit log live",
-        description="Follow the audit log through its API (Server-Sent Events) and print each event.",
+        description="Follow the audit log through its API (Server-Sent Events) and print each event stored "
+        "from now on (or from the start), until interrupted. Exit 1 when the service refuses the token or a filter.",
     )
     tail.add_argument(
         "url", nargs="?", default="http://127.0.0.1:8080", help="the audit service (default http://127.0.0.1:8080)"
     )
-    tail.add_argument("--token", help="a read token (the audit service's --read-token)")
+    tail.add_argument(
+        "--read-token",
+        "--token",
+        metavar="TOKEN",
+        help="a read token (one of the audit service's --read-token; from a comma list in the environment, the first)",
+    )
     tail.add_argument("--json", action="store_true", help="print JSON lines instead of readable text")
     tail.add_argument("--type", help="only this type, or a prefix like user.*")
-    tail.add_argument("--source")
-    tail.add_argument("--subject")
+    tail.add_argument("--source", help="only events from this source")
+    tail.add_argument("--subject", help="only events about this subject")
     tail.add_argument("--from-start", action="store_true", help="print the whole log first, then follow")
     tail.set_defaults(run=_run_tail)
     return parser
@@ -261,23 +275,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from eventaudit import db, httpserver
-    from eventaudit.audit import migrate
-    from eventaudit.audit.app import create_app
+    from eventaudit import db
     from eventaudit.audit.settings import AuditSettings, SettingsError, is_loopback
 
-    httpserver.configure_logging(args.log_level)
+    try:
+        db.normalize_url(args.db)
+    except db.DatabaseURLError as exc:
+        parser.error(str(exc))
     if args.migrate:
-        try:
-            migrate.upgrade(db.create(args.db, writer=True))
-        except db.DatabaseURLError as exc:
-            parser.error(str(exc))
-        print(f"audit schema at {db.redact(args.db)} is up to date", file=sys.stderr)
-        return 0
+        return _migrate(args.db, args.log_level)
     tokens = tuple(args.read_token)
-    if not tokens and is_loopback(args.host):
+    generated = not tokens and is_loopback(args.host)
+    if generated:
         tokens = (secrets.token_urlsafe(24),)
-        print(f"read token (generated, shown once): {tokens[0]}", file=sys.stderr, flush=True)
     settings = AuditSettings(
         host=args.host,
         port=args.port,
@@ -291,13 +301,71 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     )
     try:
         settings.check()
-        db.normalize_url(settings.db)
-    except (SettingsError, db.DatabaseURLError) as exc:
+    except SettingsError as exc:
         print(f"eventaudit audit: {exc}", file=sys.stderr)
         return 2
+    problem = _database_problem(settings.db)
+    if problem is not None:
+        print(f"eventaudit audit: cannot open the database at {db.redact(settings.db)}: {problem}", file=sys.stderr)
+        return 2
+    if generated:
+        print(f"read token (generated, shown once): {tokens[0]}", file=sys.stderr, flush=True)
     print(f"audit service on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, _stopped)
+    from eventaudit import httpserver
+    from eventaudit.audit.app import create_app
+
+    httpserver.configure_logging(args.log_level)
     httpserver.serve(create_app(settings), settings.host, settings.port)
     return 0
+
+
+def _stopped(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handling, or re-raised by uvicorn after a graceful stop: exit 0."""
+    raise SystemExit(0)
+
+
+def _migrate(url: str, log_level: str) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventaudit import db, httpserver
+    from eventaudit.audit import migrate
+
+    httpserver.configure_logging(log_level)
+
+    engine = db.create(url, writer=True)
+    try:
+        migrate.upgrade(engine)
+    except SQLAlchemyError as exc:
+        print(f"eventaudit audit: cannot migrate the database at {db.redact(url)}: {_describe(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"audit schema at {db.redact(url)} is up to date", file=sys.stderr)
+    return 0
+
+
+def _database_problem(url: str) -> str | None:
+    """Why the database at ``url`` cannot be reached, or ``None`` when it answers."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventaudit import db
+
+    engine = db.create(url)
+    try:
+        with engine.connect():
+            return None
+    except SQLAlchemyError as exc:
+        return _describe(exc)
+    finally:
+        engine.dispose()
+
+
+def _describe(exc: BaseException) -> str:
+    """The first line of a database error, which names the cause without the statement or its parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{cause.__class__.__name__}: {first}" if first else cause.__class__.__name__
 
 
 def _run_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -307,19 +375,27 @@ def _run_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from eventaudit.audit.store import AuditStore
     from eventaudit.audit.verify import verify
 
+    path = _sqlite_file(args.db)
+    if path is not None and not path.is_file():
+        print(f"eventaudit verify: there is no audit log at {args.db}: {path} does not exist", file=sys.stderr)
+        return 2
     try:
-        store = AuditStore(db.create(args.db))
-        total = store.count()
+        engine = db.create(args.db)
     except db.DatabaseURLError as exc:
         parser.error(str(exc))
+    try:
+        store = AuditStore(engine)
+        progress = None if args.quiet or not sys.stderr.isatty() else _ProgressBar(store.count())
+        verdict = verify(store, progress)
     except SQLAlchemyError as exc:
+        hint = " (is this an audit database? `eventaudit audit --migrate` creates one)" if _no_table(exc) else ""
         print(
-            f"eventaudit verify: cannot read the audit log at {db.redact(args.db)}: {exc.__class__.__name__}",
+            f"eventaudit verify: cannot read the audit log at {db.redact(args.db)}: {_describe(exc)}{hint}",
             file=sys.stderr,
         )
         return 2
-    progress = None if args.quiet or not sys.stderr.isatty() else _ProgressBar(total)
-    verdict = verify(store, progress)
+    finally:
+        engine.dispose()
     if progress is not None:
         progress.finish()
     if verdict.ok:
@@ -327,6 +403,19 @@ def _run_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return 0
     print(f"TAMPERED: record {verdict.seq}: {verdict.problem} ({verdict.count} records before it are intact)")
     return 1
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (``None`` for other databases and in-memory ones)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path).expanduser()
+
+
+def _no_table(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
 class _ProgressBar:
@@ -355,9 +444,13 @@ def _run_send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import msgspec
 
     from eventaudit.events import CloudEvent, CloudEventError
-    from eventaudit.transport import Delivered, Rejected
-    from eventaudit.transport.http import HTTPSender
+    from eventaudit.transport import Delivered, Outcome, Rejected
+    from eventaudit.transport.http import HTTPSender, check_url
 
+    try:
+        check_url(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
     data: Any = None
     if args.data is not None:
         if args.datacontenttype is None or "json" in args.datacontenttype:
@@ -388,8 +481,8 @@ def _run_send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except CloudEventError as exc:
         parser.error(f"not a valid CloudEvent: {exc}")
 
-    async def deliver() -> Any:
-        sender = HTTPSender(args.url, mode=args.mode, token=args.token)
+    async def deliver() -> Outcome:
+        sender = HTTPSender(args.url, mode=args.mode, token=args.ingest_token)
         try:
             return await sender.send([event])
         finally:
@@ -399,17 +492,32 @@ def _run_send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if isinstance(outcome, Delivered):
         print(f"sent {event.id} ({outcome.detail})")
         return 0
-    print(f"eventaudit send: {outcome.reason}", file=sys.stderr)
-    return 1 if isinstance(outcome, Rejected) else 3
+    if isinstance(outcome, Rejected):
+        print(f"eventaudit send: rejected: {outcome.reason}", file=sys.stderr)
+        return 1
+    print(f"eventaudit send: not delivered, try again later: {outcome.reason}", file=sys.stderr)
+    return 3
 
 
-def _run_tail(args: argparse.Namespace, _parser: argparse.ArgumentParser) -> int:
+def _run_tail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from eventaudit.audit.tail import follow
+    from eventaudit.transport.http import check_url
 
+    try:
+        check_url(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
+    token = args.read_token
+    if token is not None and token == os.environ.get("EVENTAUDIT_READ_TOKEN"):
+        token = token.split(",", 1)[0].strip()  # the audit service's comma list: any one of them reads
     params = {k: v for k, v in {"type": args.type, "source": args.source, "subject": args.subject}.items() if v}
     if args.from_start:
         params["after"] = "0"
-    return asyncio.run(follow(args.url, args.token, params, as_json=args.json))
+    try:
+        return asyncio.run(follow(args.url, token, params, as_json=args.json))
+    except BrokenPipeError:  # the reader went away (``eventaudit tail | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,12 +63,21 @@ class Process:
         self.proc = subprocess.Popen(
             self.args, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
+        self._chunks: list[bytes] = []
+        pipe = self.proc.stdout
+        assert pipe is not None
+
+        def drain() -> None:  # a full pipe would block the service (one log line per request)
+            for line in pipe:
+                self._chunks.append(line)
+
+        self._reader = threading.Thread(target=drain, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.args} exited: {self.proc.stdout.read().decode() if self.proc.stdout else ''}"
-                )
+                self._reader.join(5)
+                raise RuntimeError(f"{self.args} exited: {b''.join(self._chunks).decode(errors='replace')}")
             try:
                 if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                     return
@@ -88,6 +97,6 @@ class Process:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout)
-        if self.proc.stdout:
-            self.log = self.proc.stdout.read()
+        self._reader.join(5)
+        self.log = b"".join(self._chunks)
         return code

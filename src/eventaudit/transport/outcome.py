@@ -45,7 +45,12 @@ class Sender(Protocol):
     """
 
     async def send(self, events: Sequence[CloudEvent]) -> Outcome:
-        """Deliver ``events`` (all, or none) and report the outcome."""
+        """Deliver ``events`` in order and report the outcome.
+
+        :class:`Delivered` means all of them were. Otherwise the outcome is that of the first
+        event not delivered; a transport that sends events one by one may have delivered the
+        ones before it, so a caller that sends them again relies on the receiver's dedupe.
+        """
         ...
 
     async def close(self) -> None:
