@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from eventaudit import __version__
+from eventaudit import __version__, argtypes
 
 _EXAMPLES = """\
 examples:
@@ -111,36 +111,6 @@ def _from_env(variable: str, value: str, convert: Callable[[str], Any] | None, c
     return checked
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, not {port}")
-    return port
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError("must be between 0 and 1000 ms")
-    return value / 1000
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``eventaudit`` and its subcommands."""
     parser = _EnvDefaults(
@@ -163,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(exit 0); exit 2 when the flags or the database cannot be used.",
     )
     audit.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    audit.add_argument("--port", type=_port, default=8080, help="port to listen on (default 8080)")
+    audit.add_argument("--port", type=argtypes.port, default=8080, help="port to listen on (default 8080)")
     audit.add_argument(
         "--db",
         default="sqlite:///data/audit.db",
@@ -178,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--ingest-token", help="bearer token POST / requires (default: none required)")
     audit.add_argument(
-        "--max-body", type=_positive, default=1024 * 1024, help="largest request body in bytes (default 1 MiB)"
+        "--max-body", type=argtypes.positive, default=1024 * 1024, help="largest request body in bytes (default 1 MiB)"
     )
     audit.add_argument(
         "--allowed-origin",
@@ -186,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="origin allowed by the webhook handshake (OPTIONS /); repeat for several (default: any)",
     )
-    audit.add_argument("--allowed-rate", type=_positive, help="requests per minute announced in WebHook-Allowed-Rate")
+    audit.add_argument(
+        "--allowed-rate", type=argtypes.positive, help="requests per minute announced in WebHook-Allowed-Rate"
+    )
     audit.add_argument(
         "--commit-window-ms",
-        type=_milliseconds,
-        default="1",  # a string, so argparse runs it through _milliseconds too
+        type=argtypes.milliseconds,
+        default="1",  # a string, so argparse runs it through argtypes.milliseconds too
         help="how long a commit waits for more events once it has some (default 1 ms)",
     )
     audit.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
@@ -257,6 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--subject", help="only events about this subject")
     tail.add_argument("--from-start", action="store_true", help="print the whole log first, then follow")
     tail.set_defaults(run=_run_tail)
+
+    up = commands.add_parser(
+        "up",
+        help="run the whole system in one process: users, relay and audit (development)",
+        description="Development all-in-one: the users service on --users-port, the audit service on "
+        "--audit-port, and the relay between them (transport http), with SQLite files under --data. "
+        "Prints where each part listens, the audit read token, and a curl to try. Ctrl-C stops it.",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="address both services listen on (default 127.0.0.1)")
+    up.add_argument("--users-port", type=argtypes.port, default=3000, help="users service port (default 3000)")
+    up.add_argument("--audit-port", type=argtypes.port, default=8080, help="audit service port (default 8080)")
+    up.add_argument("--data", default="data", help="folder of the SQLite files (default ./data)")
+    up.add_argument("--read-token", help="the audit read token (default: generated and printed)")
+    up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    up.set_defaults(run=_run_up)
+
+    from eventaudit.users.cli import add_relay_parser, add_users_parser
+
+    add_users_parser(commands)
+    add_relay_parser(commands)
     return parser
 
 
@@ -366,6 +358,66 @@ def _describe(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     first = (str(cause).strip().splitlines() or [""])[0]
     return f"{cause.__class__.__name__}: {first}" if first else cause.__class__.__name__
+
+
+def _run_up(args: argparse.Namespace, _parser: argparse.ArgumentParser) -> int:
+    from pathlib import Path
+
+    from eventaudit import db, httpserver
+    from eventaudit.audit import migrate as audit_migrate
+    from eventaudit.audit.app import create_app as create_audit
+    from eventaudit.audit.settings import AuditSettings, SettingsError
+    from eventaudit.users import migrate as users_migrate
+    from eventaudit.users.app import create_app as create_users
+    from eventaudit.users.settings import SettingsError as UsersSettingsError
+    from eventaudit.users.settings import UsersSettings
+
+    httpserver.configure_logging(args.log_level)
+    data = Path(args.data)
+    token = args.read_token or secrets.token_urlsafe(24)
+    audit_url = f"http://{args.host}:{args.audit_port}"
+    users_url = f"http://{args.host}:{args.users_port}"
+    audit_db, users_db = f"sqlite:///{data / 'audit.db'}", f"sqlite:///{data / 'users.db'}"
+    try:
+        audit_settings = AuditSettings(
+            host=args.host, port=args.audit_port, db=audit_db, read_tokens=(token,), migrate=False
+        )
+        users_settings = UsersSettings(
+            host=args.host, port=args.users_port, db=users_db, sink=audit_url + "/", migrate=False
+        )
+        audit_settings.check()
+        users_settings.check()
+    except (SettingsError, UsersSettingsError) as exc:
+        print(f"eventaudit up: {exc}", file=sys.stderr)
+        return 2
+    # One after the other: Alembic keeps its migration context in a module global.
+    for upgrade, url in ((audit_migrate.upgrade, audit_db), (users_migrate.upgrade, users_db)):
+        engine = db.create(url, writer=True)
+        upgrade(engine)
+        engine.dispose()
+    audit = create_audit(audit_settings)
+    users = create_users(users_settings)
+    print(
+        f"""eventaudit {__version__} is up (transport http, SQLite files in {data}/)
+  users  {users_url}   POST /v1/users · GET /v1/users · API docs {users_url}/docs
+  audit  {audit_url}   GET /v1/events · API docs {audit_url}/docs
+  relay  users outbox -> {audit_url}/
+  audit read token: {token}
+
+Try the write-up's request, then look at the audit log:
+  curl -X POST {users_url}/v1/user -H 'Content-Type: application/json' \\
+       -d '{{"name": "Ozzy Osbourne", "password": "12345"}}'
+  .venv/bin/eventaudit tail {audit_url} --token {token} --from-start
+  curl -H 'Authorization: Bearer {token}' '{audit_url}/v1/events?order=desc&limit=5'
+Ctrl-C stops everything.""",
+        file=sys.stderr,
+        flush=True,
+    )
+    servers = [
+        httpserver.server(audit, args.host, args.audit_port),
+        httpserver.server(users, args.host, args.users_port),
+    ]
+    return 0 if asyncio.run(httpserver.serve_together(servers)) else 1
 
 
 def _run_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -270,8 +271,8 @@ def stop_callbacks(app: Any) -> list[Callable[[], None]]:
     return list(getattr(getattr(app, "state", None), "on_stop", None) or ())
 
 
-def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> None:
-    """Run ``app`` until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds`` to finish."""
+def server(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> Server:
+    """A server for ``app`` with our protocol, access log and stop hooks."""
     config = uvicorn.Config(
         AccessLog(app),
         host=host,
@@ -283,4 +284,29 @@ def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> 
         server_header=False,
         timeout_graceful_shutdown=graceful_seconds,
     )
-    Server(config, stop_callbacks(app)).run()
+    return Server(config, stop_callbacks(app))
+
+
+def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> None:
+    """Run ``app`` until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds`` to finish."""
+    server(app, host, port, graceful_seconds=graceful_seconds).run()
+
+
+async def serve_together(servers: list[Server]) -> bool:
+    """Run several servers in one event loop; when one stops (a signal, a failure), all stop.
+
+    Returns whether every server started and stopped cleanly.
+    """
+
+    async def run(server: Server) -> bool:
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn exits this way when the app's startup fails
+            return exc.code in (0, None)
+        return server.started
+
+    tasks = [asyncio.create_task(run(s)) for s in servers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for s in servers:
+        s.should_exit = True
+    return all(await asyncio.gather(*tasks))

@@ -1,0 +1,117 @@
+"""The users service's composition root: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine, event
+
+from eventaudit import __version__, db, problems
+from eventaudit.transport.http import HTTPSender
+from eventaudit.users import api, migrate
+from eventaudit.users.metrics import UsersMetrics
+from eventaudit.users.relay import Relay, RelayOptions
+from eventaudit.users.service import UnitOfWork, UserService
+from eventaudit.users.settings import UsersSettings
+
+_log = logging.getLogger(__name__)
+_RELAY_STOP_SECONDS = 15.0
+
+
+def create_app(settings: UsersSettings) -> FastAPI:
+    """The users service as an ASGI app; the database is opened (and migrated) on startup, and the
+    relay runs beside the API when ``settings.relay`` is on.
+
+    Raises:
+        SettingsError: settings the service refuses to start with (see :meth:`UsersSettings.check`).
+    """
+    settings.check()
+    metrics = UsersMetrics()
+    writer = db.create(settings.db, writer=True)
+    reader = writer if db.is_sqlite(writer) and ":memory:" in settings.db else db.create(settings.db)
+    uow = UnitOfWork(writer, reader)
+    service = UserService(settings.source)
+    relay_box: list[Relay] = []
+
+    def wake_relay() -> None:
+        for relay in relay_box:
+            relay.wake()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate:
+            await asyncio.to_thread(migrate.upgrade, writer)
+        bound_lock_waits(writer, settings.lock_timeout)
+        writer.dispose()  # a migration may wait for locks as long as it must; from here on writes may not
+        sender = HTTPSender(
+            settings.sink, mode=settings.sink_mode, token=settings.sink_token, timeout=settings.relay_timeout
+        )
+        task = None
+        if settings.relay:
+            relay = Relay(writer, sender, relay_options(settings), metrics)
+            relay_box.append(relay)
+            app.state.relay = relay
+            task = asyncio.create_task(relay.run(), name="outbox-relay")
+        _log.info("users service on %s ready (relay %s)", db.redact(settings.db), "on" if task else "off")
+        try:
+            yield
+        finally:
+            if task is not None:
+                relay_box[0].stop()
+                try:
+                    await asyncio.wait_for(task, _RELAY_STOP_SECONDS)
+                except TimeoutError:
+                    _log.warning("the relay did not stop in %.0f s; its leases will expire", _RELAY_STOP_SECONDS)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await sender.close()
+            uow.dispose()
+
+    app = FastAPI(
+        title="eventaudit users service",
+        version=__version__,
+        summary="User accounts whose every change is published as a CloudEvent (transactional outbox).",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(api.router(settings, uow, service, metrics, on_change=wake_relay))
+    app.state.uow = uow
+    app.state.metrics = metrics
+    return app
+
+
+def relay_options(settings: UsersSettings) -> RelayOptions:
+    """The relay's options from the service settings."""
+    return RelayOptions(
+        batch=settings.relay_batch,
+        concurrency=settings.relay_concurrency,
+        poll=settings.relay_poll,
+        lease=settings.relay_lease,
+        retry_base=settings.retry_base,
+        retry_max=settings.retry_max,
+        keep_sent=settings.keep_sent,
+        batch_mode=settings.sink_mode == "batch",
+    )
+
+
+def bound_lock_waits(engine: Engine, seconds: float) -> None:
+    """Let a write wait at most ``seconds`` for a lock someone else holds, then fail (503), not hang."""
+    millis = max(1, round(seconds * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if db.is_sqlite(engine):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={millis}")
+            cursor.close()
+            return
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET inside a transaction would roll back with it
+        dbapi_connection.execute(f"SET lock_timeout = {millis}")
+        dbapi_connection.autocommit = autocommit

@@ -1,0 +1,284 @@
+"""The ``users`` and ``relay`` subcommands of ``eventaudit``.
+
+``eventaudit.cli`` owns the parser (and the ``EVENTAUDIT_<FLAG>`` defaults); it hands its
+subparsers object to :func:`add_users_parser` and :func:`add_relay_parser`, which add the
+subcommands with ``run`` set to :func:`run_users` or :func:`run_relay`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from eventaudit import argtypes
+from eventaudit.users.settings import SINK_MODES, SettingsError, UsersSettings
+
+
+def add_users_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``eventaudit users`` to ``subparsers`` (what ``add_subparsers`` returned)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "users",
+        help="run the users service (accounts, with every change published as a CloudEvent)",
+        description="Run the users service: POST /v1/users (and the write-up's POST /v1/user), GET /v1/users, "
+        "GET/PATCH/DELETE /v1/users/{id}; /docs shows the API. Every change writes a CloudEvent to the outbox "
+        "in the same transaction, and the relay (on unless --no-relay) delivers the outbox to --sink. "
+        "SIGTERM stops it gracefully (exit 0); exit 2 when the flags or the database cannot be used.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=argtypes.port, default=3000, help="port to listen on (default 3000)")
+    _common(parser)
+    parser.add_argument("--no-relay", action="store_true", help="do not run the relay in this process")
+    parser.add_argument(
+        "--max-body", type=argtypes.positive, default=64 * 1024, help="largest request body in bytes (default 64 KiB)"
+    )
+    parser.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
+    parser.set_defaults(run=run_users)
+    return parser
+
+
+def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``eventaudit relay`` to ``subparsers`` (what ``add_subparsers`` returned)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "relay",
+        help="run the outbox relay alone, or list and re-send parked events",
+        description="Deliver the users service's outbox to --sink, in per-user order, until SIGTERM. "
+        "Several relays may share one PostgreSQL database. --list-parked shows the events the sink "
+        "rejected; --retry-parked makes them pending again (all, or the positions given).",
+    )
+    _common(parser)
+    parser.add_argument("--list-parked", action="store_true", help="print the parked events and exit")
+    parser.add_argument(
+        "--retry-parked",
+        nargs="*",
+        type=argtypes.positive,
+        metavar="POSITION",
+        help="make parked events pending again (all, or those at POSITION…) and exit",
+    )
+    parser.set_defaults(run=run_relay)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default="sqlite:///data/users.db",
+        help="sqlite:///PATH or postgresql://… (default sqlite:///data/users.db)",
+    )
+    parser.add_argument(
+        "--sink", default="http://127.0.0.1:8080/", help="where the relay delivers (default http://127.0.0.1:8080/)"
+    )
+    parser.add_argument(
+        "--source",
+        default="/eventaudit/users",
+        help="the source of every event, a URI-reference (default /eventaudit/users)",
+    )
+    parser.add_argument(
+        "--sink-mode", choices=list(SINK_MODES), default="binary", help="HTTP content mode (default binary)"
+    )
+    parser.add_argument(
+        "--sink-token", "--ingest-token", metavar="TOKEN", help="bearer token for the sink (its --ingest-token)"
+    )
+    parser.add_argument(
+        "--relay-batch", type=argtypes.positive, default=200, help="events per relay round (default 200)"
+    )
+    parser.add_argument(
+        "--relay-lease",
+        type=argtypes.seconds,
+        default="60",
+        help="seconds a relay holds the events it sends before another may take them (default 60)",
+    )
+    parser.add_argument(
+        "--sink-timeout", type=argtypes.seconds, default="10", help="seconds to wait for the sink's answer (default 10)"
+    )
+    parser.add_argument(
+        "--retry-max",
+        type=argtypes.seconds,
+        default="10",
+        help="longest wait between two tries of an event (default 10 s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log records to write to stderr (default info; info logs every request)",
+    )
+
+
+def settings_of(args: argparse.Namespace) -> UsersSettings:
+    """The settings the parsed flags describe."""
+    extra: dict[str, Any] = {}
+    if hasattr(args, "host"):
+        extra.update(host=args.host, port=args.port, max_body=args.max_body, relay=not args.no_relay)
+    return UsersSettings(
+        db=args.db,
+        sink=args.sink,
+        source=args.source,
+        sink_mode=args.sink_mode,
+        sink_token=args.sink_token,
+        relay_batch=args.relay_batch,
+        relay_lease=args.relay_lease,
+        relay_timeout=args.sink_timeout,
+        retry_max=args.retry_max,
+        retry_base=min(UsersSettings.retry_base, args.retry_max),
+        **extra,
+    )
+
+
+def run_users(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``eventaudit users``: serve until SIGTERM/SIGINT."""
+    from eventaudit import db, httpserver
+
+    settings = _checked(args, parser, "users")
+    if settings is None:
+        return 2
+    httpserver.configure_logging(args.log_level)
+    if args.migrate:
+        return _migrate(settings.db, "users")
+    problem = _database_problem(settings.db)
+    if problem is not None:
+        print(f"eventaudit users: cannot open the database at {db.redact(settings.db)}: {problem}", file=sys.stderr)
+        return 2
+    relay = f"relay on, delivering to {settings.sink} ({settings.sink_mode})" if settings.relay else "relay off"
+    print(
+        f"users service on http://{settings.host}:{settings.port}/ (API docs at /docs; {relay})",
+        file=sys.stderr,
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, _stopped)
+    from eventaudit.users.app import create_app
+
+    httpserver.serve(create_app(settings), settings.host, settings.port)
+    return 0
+
+
+def run_relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``eventaudit relay``: list or re-send parked events, or relay until SIGTERM/SIGINT."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventaudit import db, httpserver
+    from eventaudit.users import migrate, relay
+
+    settings = _checked(args, parser, "relay")
+    if settings is None:
+        return 2
+    administering = args.list_parked or args.retry_parked is not None
+    httpserver.configure_logging("warning" if administering else args.log_level)
+    engine = db.create(settings.db, writer=True)
+    try:
+        migrate.upgrade(engine)
+        if args.list_parked:
+            return _print_parked(relay.list_parked(engine))
+        if args.retry_parked is not None:
+            count = relay.retry_parked(engine, args.retry_parked or None)
+            print(f"{count} parked event{'s' if count != 1 else ''} made pending again")
+            return 0
+        print(f"relay delivering to {settings.sink} ({settings.sink_mode})", file=sys.stderr, flush=True)
+        asyncio.run(_relay_until_stopped(settings, engine))
+        return 0
+    except SQLAlchemyError as exc:
+        print(f"eventaudit relay: the database at {db.redact(settings.db)} failed: {_describe(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+
+
+async def _relay_until_stopped(settings: UsersSettings, engine: Any) -> None:
+    from eventaudit.transport.http import HTTPSender
+    from eventaudit.users.app import bound_lock_waits, relay_options
+    from eventaudit.users.metrics import UsersMetrics
+    from eventaudit.users.relay import Relay
+
+    bound_lock_waits(engine, settings.lock_timeout)
+    engine.dispose()
+    sender = HTTPSender(
+        settings.sink, mode=settings.sink_mode, token=settings.sink_token, timeout=settings.relay_timeout
+    )
+    relay = Relay(engine, sender, relay_options(settings), UsersMetrics())
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, relay.stop)
+    try:
+        await relay.run()
+    finally:
+        await sender.close()
+
+
+def _print_parked(rows: list[Any]) -> int:
+    import msgspec
+
+    if not rows:
+        print("no parked events")
+        return 0
+    for row in rows:
+        event = msgspec.json.decode(row.event)
+        print(
+            f"position {row.position}  user {row.user_id}  sequence {row.sequence}  {event.get('type')}  "
+            f"id {event.get('id')}  attempts {row.attempts}\n  reason: {row.last_error}"
+        )
+    print(f"{len(rows)} parked; `eventaudit relay --retry-parked [POSITION…]` sends them again")
+    return 0
+
+
+def _checked(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> UsersSettings | None:
+    from eventaudit import db
+
+    try:
+        db.normalize_url(args.db)
+    except db.DatabaseURLError as exc:
+        parser.error(str(exc))
+    settings = settings_of(args)
+    try:
+        settings.check()
+    except SettingsError as exc:
+        print(f"eventaudit {command}: {exc}", file=sys.stderr)
+        return None
+    return settings
+
+
+def _migrate(url: str, command: str) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventaudit import db
+    from eventaudit.users import migrate
+
+    engine = db.create(url, writer=True)
+    try:
+        migrate.upgrade(engine)
+    except SQLAlchemyError as exc:
+        print(
+            f"eventaudit {command}: cannot migrate the database at {db.redact(url)}: {_describe(exc)}", file=sys.stderr
+        )
+        return 2
+    finally:
+        engine.dispose()
+    print(f"users schema at {db.redact(url)} is up to date", file=sys.stderr)
+    return 0
+
+
+def _database_problem(url: str) -> str | None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventaudit import db
+
+    engine = db.create(url)
+    try:
+        with engine.connect():
+            return None
+    except SQLAlchemyError as exc:
+        return _describe(exc)
+    finally:
+        engine.dispose()
+
+
+def _describe(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{cause.__class__.__name__}: {first}" if first else cause.__class__.__name__
+
+
+def _stopped(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
