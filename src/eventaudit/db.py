@@ -8,12 +8,15 @@ instead of failing when one upgrades a read to a write.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S*)", re.IGNORECASE)  # libpq "key=value" form
 
 
 class DatabaseURLError(ValueError):
@@ -24,7 +27,7 @@ def normalize_url(url: str) -> str:
     """``url`` with the driver SQLAlchemy should use; SQLite folders are created.
 
     Raises:
-        DatabaseURLError: an unsupported scheme.
+        DatabaseURLError: an unsupported scheme, or a SQLite URL without a path.
     """
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -32,18 +35,35 @@ def normalize_url(url: str) -> str:
         return url
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///").split("?", 1)[0]
-        if path and path != ":memory:":
+        if not path:
+            raise DatabaseURLError(f"the database URL {url!r} names no file: use sqlite:///PATH or sqlite:///:memory:")
+        if path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return url
     raise DatabaseURLError(f"unsupported database URL {redact(url)!r}: use sqlite:///PATH or postgresql://…")
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, for logs and errors."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("://", 1)[0] + "://…"
+    """``url`` without its password (in the user part or a ``password=`` parameter), for logs and errors."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return _KEYWORD_PASSWORD.sub(r"\g<1>***", url)
+    if not scheme.startswith("sqlite"):
+        at = rest.rfind("@")  # the last one: a password may hold an unencoded "@"
+        if at != -1:
+            user, colon, _password = rest[:at].partition(":")
+            rest = f"{user}{':***' if colon else ''}{rest[at:]}"
+    return scheme + "://" + _QUERY_PASSWORD.sub(r"\g<1>***", rest)
+
+
+def read_snapshot(connection: Connection) -> Connection:
+    """``connection``, set so its next transaction reads one consistent snapshot and takes no write lock.
+
+    PostgreSQL: ``REPEATABLE READ``. SQLite (WAL): a deferred ``BEGIN``, even on a writer engine.
+    """
+    if connection.dialect.name == "postgresql":
+        return connection.execution_options(isolation_level="REPEATABLE READ")
+    return connection.execution_options(eventaudit_sqlite_begin="BEGIN")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -54,13 +74,15 @@ def is_sqlite(engine: Engine) -> bool:
 def create(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine:
     """An engine for ``url``; ``writer=True`` for the one connection that appends.
 
+    ``sqlite:///:memory:`` is one database on one shared connection, for tests and trials.
+
     Raises:
         DatabaseURLError: an unsupported scheme.
     """
     url = normalize_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
-        kwargs = {"poolclass": NullPool} if ":memory:" in url else {}
+        kwargs = {"poolclass": StaticPool} if ":memory:" in url else {}
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         _tune_sqlite(engine, immediate=writer)
         return engine
@@ -81,5 +103,6 @@ def _tune_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    def _on_begin(connection: Connection) -> None:
+        default = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        connection.exec_driver_sql(connection.get_execution_options().get("eventaudit_sqlite_begin", default))

@@ -8,6 +8,7 @@ compact, members sorted: the exact bytes stored in the ``event`` column.
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Final
 
 import msgspec
@@ -17,6 +18,7 @@ from eventaudit.events.formats import json as json_format
 
 GENESIS: Final = bytes(32)
 _encoder = msgspec.json.Encoder(order="sorted")
+_SEQ_AND_TIME: Final = struct.Struct(">qq")  # both as 8 bytes, big-endian, signed
 
 
 def canonical(event: CloudEvent) -> bytes:
@@ -25,9 +27,9 @@ def canonical(event: CloudEvent) -> bytes:
 
 
 def link(previous: bytes, seq: int, recordedtime: int, canonical_event: bytes) -> bytes:
-    """The hash of record ``seq`` given the hash before it."""
-    digest = hashlib.sha256(previous)
-    digest.update(seq.to_bytes(8, "big", signed=True))
-    digest.update(recordedtime.to_bytes(8, "big", signed=True))
-    digest.update(canonical_event)
-    return digest.digest()
+    """The hash of record ``seq`` given the hash before it.
+
+    Raises:
+        struct.error: ``seq`` or ``recordedtime`` is not an integer of 8 bytes.
+    """
+    return hashlib.sha256(previous + _SEQ_AND_TIME.pack(seq, recordedtime) + canonical_event).digest()

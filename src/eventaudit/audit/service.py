@@ -77,6 +77,7 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._closed = False
+        self._closing = threading.Lock()  # nothing is queued after the stop mark
 
     def start(self) -> None:
         self._thread.start()
@@ -100,18 +101,36 @@ class GroupCommitter:
     def submit_threadsafe(
         self, events: Sequence[CloudEvent], transport: str, done: Callable[[Stored | BaseException], None]
     ) -> None:
-        """Queue ``events``; ``done`` is called from the writer thread with the outcome."""
-        if self._closed:
-            raise ShuttingDownError("the audit service is shutting down")
-        self._queue.put(_Pending(events, transport, done))
+        """Queue ``events``; ``done`` is called from the writer thread with the outcome.
+
+        Raises:
+            ShuttingDownError: :meth:`close` was called.
+        """
+        with self._closing:
+            if self._closed:
+                raise ShuttingDownError("the audit service is shutting down")
+            self._queue.put(_Pending(events, transport, done))
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop the writer thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        else:  # never started: nobody will store what is queued
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Pending):
+                _answer(item, ShuttingDownError("the audit service stopped before storing the events"))
 
     def _run(self) -> None:
         stopping = False
@@ -145,12 +164,12 @@ class GroupCommitter:
         except SQLAlchemyError as exc:
             _log.error("commit of %d requests failed: %s", len(group), exc.__class__.__name__, exc_info=exc)
             for pending in group:
-                pending.done(StoreUnavailableError("the database is unavailable"))
+                _answer(pending, StoreUnavailableError("the database is unavailable"))
             return
         except Exception as exc:  # never leave a request waiting forever
             _log.exception("commit failed")
             for pending in group:
-                pending.done(exc)
+                _answer(pending, exc)
             return
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         self._metrics.group_events.observe(sum(len(p.events) for p in group))
@@ -161,11 +180,22 @@ class GroupCommitter:
             if outcome.duplicates:
                 self._metrics.duplicates.labels(pending.transport).inc(outcome.duplicates)
             last = max([last, *(s for s in seqs if s is not None)])
-            pending.done(outcome)
+            _answer(pending, outcome)
         if last:
             self._metrics.last_seq.set(last)
             if self.on_commit is not None:
-                self.on_commit(last)
+                try:
+                    self.on_commit(last)
+                except Exception:  # the writer thread must outlive a failing listener
+                    _log.exception("on_commit listener failed")
+
+
+def _answer(pending: _Pending, outcome: Stored | BaseException) -> None:
+    """Hand ``outcome`` to the request; a requester that went away does not stop the writer."""
+    try:
+        pending.done(outcome)
+    except Exception:
+        _log.warning("could not answer a request (its event loop is gone?)", exc_info=True)
 
 
 def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
 
 import msgspec
-from sqlalchemy import Engine, RowMapping, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from eventaudit import db
 from eventaudit.audit import chain
 from eventaudit.audit.models import chain_head, events
 from eventaudit.events import CloudEvent
@@ -22,8 +24,27 @@ Bucket = Literal["minute", "hour", "day"]
 GroupBy = Literal["type", "source"]
 
 BUCKET_MICROS: dict[str, int] = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
+#: The columns :meth:`AuditStore.walk` yields, in this order.
+WALK_COLUMNS: Final = (
+    "seq",
+    "recordedtime",
+    "hash",
+    "event",
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "time_us",
+    "datacontenttype",
+    "dataschema",
+    "extensions",
+)
 _KEY_CHUNK = 400
-_encoder = msgspec.json.Encoder()
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -43,8 +64,11 @@ class EventFilter:
         where: list[ColumnElement[bool]] = []
         if self.type is not None:
             if self.type.endswith("*"):
-                prefix = self.type[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                where.append(events.c.type.like(prefix + "%", escape="\\"))
+                prefix = self.type[:-1]
+                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                where.append(events.c.type.like(escaped + "%", escape="\\"))
+                # SQLite's LIKE ignores the case of ASCII letters; types are case-sensitive.
+                where.append(func.substr(events.c.type, 1, len(prefix)) == prefix)
             else:
                 where.append(events.c.type == self.type)
         for name in ("source", "subject", "id"):
@@ -112,13 +136,13 @@ class AuditStore:
         return results
 
     @staticmethod
-    def _existing(conn: Any, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    def _existing(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        # By id through its index: SQLite scans the whole table for a (source, id) IN (VALUES …).
         found: set[tuple[str, str]] = set()
-        pending = list(keys)
-        for start in range(0, len(pending), _KEY_CHUNK):
-            chunk = pending[start : start + _KEY_CHUNK]
-            query = select(events.c.source, events.c.id).where(tuple_(events.c.source, events.c.id).in_(chunk))
-            found.update((row.source, row.id) for row in conn.execute(query))
+        ids = sorted({id_ for _source, id_ in keys})
+        for start in range(0, len(ids), _KEY_CHUNK):
+            query = select(events.c.source, events.c.id).where(events.c.id.in_(ids[start : start + _KEY_CHUNK]))
+            found.update(key for key in map(tuple, conn.execute(query)) if key in keys)
         return found
 
     def find(
@@ -145,7 +169,8 @@ class AuditStore:
         """``(bucket start µs, type or source, count)`` per bucket, oldest first."""
         width = BUCKET_MICROS[bucket]
         column = events.c.time_us if where.on == "time" else events.c.recordedtime
-        start = ((column // width) * width).label("start")
+        # Floor to the bucket, also before 1970: SQL's % keeps the sign of the dividend.
+        start = (column - (column % width + width) % width).label("start")
         key = events.c[by].label("key")
         query = (
             select(start, key, func.count().label("n"))
@@ -167,17 +192,23 @@ class AuditStore:
             row = conn.execute(select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)).one()
             return int(row.seq), bytes(row.hash)
 
-    def walk(self, *, chunk: int = 5000) -> Iterator[list[RowMapping]]:
-        """Every row of the log with every column, in seq order, a chunk at a time."""
-        after = -1
-        while True:
-            query = select(events).where(events.c.seq > after).order_by(events.c.seq).limit(chunk)
-            with self.reader.connect() as conn:
-                rows = list(conn.execute(query).mappings())
-            if not rows:
-                return
-            yield rows
-            after = rows[-1]["seq"]
+    @contextmanager
+    def walk(self, *, chunk: int = 10_000) -> Iterator[LogSnapshot]:
+        """The chain head and every row of the log, as of one moment (one read transaction).
+
+        The rows come in seq order as plain tuples of :data:`WALK_COLUMNS`, ``chunk`` at a
+        time, from a server-side cursor on PostgreSQL: memory stays constant however long
+        the log, and events appended meanwhile are not part of the snapshot.
+        """
+        with self.reader.connect() as conn, db.read_snapshot(conn).begin():
+            head = conn.execute(select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)).one()
+            cursor = _plain_cursor(conn)
+            try:
+                query = select(*(events.c[name] for name in WALK_COLUMNS)).order_by(events.c.seq)
+                cursor.execute(str(query.compile(dialect=conn.dialect)))
+                yield LogSnapshot(int(head.seq), bytes(head.hash), _fetch(cursor, chunk))
+            finally:
+                cursor.close()
 
     def count(self) -> int:
         """How many events are stored."""
@@ -190,6 +221,27 @@ class AuditStore:
             conn.execute(text("SELECT 1"))
 
 
+@dataclass(frozen=True)
+class LogSnapshot:
+    """What :meth:`AuditStore.walk` reads: the chain head, and the rows (tuples of :data:`WALK_COLUMNS`)."""
+
+    head_seq: int
+    head_hash: bytes
+    chunks: Iterator[list[tuple[Any, ...]]]
+
+
+def _plain_cursor(conn: Connection) -> Any:
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        return driver.cursor(name="eventaudit_walk")  # type: ignore[union-attr]
+    return driver.cursor()  # type: ignore[union-attr]
+
+
+def _fetch(cursor: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+    while rows := cursor.fetchmany(chunk):
+        yield rows
+
+
 def derived_columns(event: CloudEvent) -> dict[str, Any]:
     """The filter columns of a row, as they follow from its event."""
     stamp = event.timestamp()
@@ -200,11 +252,16 @@ def derived_columns(event: CloudEvent) -> dict[str, Any]:
         "type": event.type,
         "subject": event.subject,
         "time": event.time,
-        "time_us": None if stamp is None else _micros(stamp),
+        "time_us": None if stamp is None else micros(stamp),
         "datacontenttype": event.datacontenttype,
         "dataschema": event.dataschema,
-        "extensions": _encoder.encode(dict(event.extensions)).decode(),
+        "extensions": extensions_text(event.extensions),
     }
+
+
+def extensions_text(extensions: Mapping[str, Any]) -> str:
+    """The ``extensions`` column: a JSON object, members sorted (binary values in Base64)."""
+    return _sorted_encoder.encode(extensions).decode()
 
 
 def _row(event: CloudEvent, seq: int, recordedtime: int, canonical: bytes, digest: bytes) -> dict[str, Any]:
@@ -213,5 +270,6 @@ def _row(event: CloudEvent, seq: int, recordedtime: int, canonical: bytes, diges
     return row
 
 
-def _micros(stamp: datetime) -> int:
-    return int(stamp.timestamp()) * 1_000_000 + stamp.microsecond
+def micros(stamp: datetime) -> int:
+    """``stamp`` (timezone-aware) in whole microseconds since the epoch, exactly."""
+    return (stamp - _EPOCH) // _MICROSECOND
