@@ -73,30 +73,11 @@ def item(record: Record) -> dict[str, Any]:
 def _micros(name: str, value: str | None) -> int | None:
     if value is None:
         return None
-    micros = _instant(value) if types.is_timestamp(value) else None
-    if micros is None:
+    if not types.is_timestamp(value):
         raise ProblemError(
             400, f"{name} must be an RFC 3339 timestamp, like 2026-11-27T10:00:00Z", slug="invalid-parameter"
         )
-    return micros
-
-
-def _instant(value: str) -> int | None:
-    """µs since the epoch of an RFC 3339 timestamp (a leap second is its second's last µs, as stored)."""
-    text = value.upper()
-    head, rest = text[:19], text[19:]
-    micros = 0
-    if rest.startswith("."):
-        digits = rest[1:].rstrip("Z").split("+")[0].split("-")[0]
-        micros = int((digits + "000000")[:6])
-        rest = rest[1 + len(digits) :]
-    if head[17:19] == "60":  # RFC 3339 §5.7
-        head, micros = head[:17] + "59", 999_999
-    try:
-        seconds = datetime.fromisoformat(head + rest).timestamp()
-    except (ValueError, OverflowError):  # year 0000: valid RFC 3339, no instant Python (or the log) can hold
-        return None
-    return int(seconds) * 1_000_000 + micros
+    return types.timestamp_micros(value)
 
 
 def _text(name: str, value: str | None) -> str | None:

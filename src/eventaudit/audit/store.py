@@ -16,7 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from eventaudit import db
 from eventaudit.audit import chain
 from eventaudit.audit.models import chain_head, events
-from eventaudit.events import CloudEvent
+from eventaudit.events import CloudEvent, types
 
 Order = Literal["asc", "desc"]
 TimeField = Literal["time", "recordedtime"]
@@ -244,7 +244,6 @@ def _fetch(cursor: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
 
 def derived_columns(event: CloudEvent) -> dict[str, Any]:
     """The filter columns of a row, as they follow from its event."""
-    stamp = event.timestamp()
     return {
         "specversion": event.specversion,
         "id": event.id,
@@ -252,7 +251,7 @@ def derived_columns(event: CloudEvent) -> dict[str, Any]:
         "type": event.type,
         "subject": event.subject,
         "time": event.time,
-        "time_us": None if stamp is None else micros(stamp),
+        "time_us": None if event.time is None else types.timestamp_micros(event.time),
         "datacontenttype": event.datacontenttype,
         "dataschema": event.dataschema,
         "extensions": extensions_text(event.extensions),

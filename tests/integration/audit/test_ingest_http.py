@@ -541,3 +541,14 @@ def test_database_unavailable_is_503_then_healthy_again(db_url: str) -> None:
             stored += [after, refused[0]]
             assert [stored_event(i) for i in server.page(source=source)["items"]] == stored
         assert server.metric("eventaudit_rejected_requests_total", reason="unavailable") == 3 * len(outages)
+
+
+def test_any_rfc3339_year_is_stored_and_found_by_time(shared_audit: AuditServer) -> None:
+    # RFC 3339 §5.6: date-fullyear is any 4DIGIT, 0000 included, though datetime cannot hold year 0.
+    source = unique_source("years")
+    early, late = (
+        CloudEvent.create(type="t.y", source=source, time=t) for t in ("0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z")
+    )
+    assert None not in shared_audit.stored(early, late, mode="batch")
+    found = shared_audit.page(source=source, on="time", until="0001-01-01T00:00:00Z")["items"]
+    assert [item["event"]["time"] for item in found] == ["0000-01-01T00:00:00Z"]
