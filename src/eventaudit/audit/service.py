@@ -167,9 +167,13 @@ class GroupCommitter:
                 _answer(pending, StoreUnavailableError("the database is unavailable"))
             return
         except Exception as exc:  # never leave a request waiting forever
+            if len(group) > 1:  # one request's events must not fail the others: commit each alone
+                _log.warning("a group commit failed (%s); committing its requests one by one", exc)
+                for pending in group:
+                    self._commit([pending])
+                return
             _log.exception("commit failed")
-            for pending in group:
-                _answer(pending, exc)
+            _answer(group[0], exc)
             return
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         self._metrics.group_events.observe(sum(len(p.events) for p in group))

@@ -201,3 +201,34 @@ def test_a_failing_commit_listener_does_not_stop_the_writer(committer: GroupComm
     assert [stored.seqs for stored in asyncio.run(twice())] == [[1], [2]]
     assert second_seen.wait(30)  # the listener runs after the requests are answered
     assert seen == [1, 2]
+
+
+class _RefusesPoison(AuditStore):
+    """A store that fails, not with a database error, on any group holding an event of type ``poison``.
+
+    A fake for a fault the real store no longer produces (it once failed on year-0000 times).
+    """
+
+    def append(self, groups):  # type: ignore[no-untyped-def]
+        if any(e.type == "poison" for group in groups for e in group):
+            raise ValueError("cannot store this event")
+        return super().append(groups)
+
+
+def test_one_requests_bad_event_does_not_fail_the_others_in_its_group(store: AuditStore, metrics: AuditMetrics) -> None:
+    picky = _RefusesPoison(store.writer, store.reader)
+    committer = GroupCommitter(picky, metrics, window=0.05)  # a wide window: all three share one group
+    committer.start()
+    good, poison, other = [event()], [CloudEvent.create(type="poison", source="/s")], [event()]
+
+    async def submit_all() -> list[Stored | BaseException]:
+        return await asyncio.gather(*(committer.submit(b) for b in (good, poison, other)), return_exceptions=True)
+
+    try:
+        first, bad, last = asyncio.run(submit_all())
+    finally:
+        committer.close()
+    assert isinstance(bad, ValueError)
+    assert isinstance(first, Stored)
+    assert isinstance(last, Stored)
+    assert sorted(stored_ids(store).values()) == sorted([good[0].id, other[0].id])
