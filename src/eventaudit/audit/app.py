@@ -40,7 +40,8 @@ def create_app(settings: AuditSettings) -> FastAPI:
         if settings.migrate:
             await asyncio.to_thread(migrate.upgrade, writer)
         _bound_lock_waits(writer, settings.lock_timeout)
-        writer.dispose()  # a migration may wait for locks as long as it must; from here on appends may not
+        if reader is not writer:  # (an in-memory database lives only as long as its one connection)
+            writer.dispose()  # a migration may wait for locks as long as it must; from here on appends may not
         loop = asyncio.get_running_loop()
 
         def wake_tails(_seq: int) -> None:
