@@ -48,7 +48,8 @@ def free_port() -> int:
 @contextmanager
 def server(command: list[str], cpu: int, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` pinned to ``cpu`` until it answers on ``port``."""
-    proc = subprocess.Popen(["taskset", "-c", str(cpu), *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tempfile.TemporaryFile()  # not a pipe: a server that logs every request would fill it and stall
+    proc = subprocess.Popen(["taskset", "-c", str(cpu), *command], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     try:
         while True:
@@ -57,7 +58,8 @@ def server(command: list[str], cpu: int, port: int) -> Iterator[subprocess.Popen
                 break
             except httpx.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{command} did not start: {proc.stderr.read().decode() if proc.stderr else ''}")  # noqa: B904
+                    log.seek(0)
+                    raise RuntimeError(f"{command} did not start: {log.read().decode(errors='replace')}")  # noqa: B904
                 time.sleep(0.1)
         yield proc
     finally:
@@ -66,6 +68,7 @@ def server(command: list[str], cpu: int, port: int) -> Iterator[subprocess.Popen
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -282,6 +282,7 @@ def server(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) ->
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-* are not trusted: the services are not told which proxy to trust
         timeout_graceful_shutdown=graceful_seconds,
     )
     return Server(config, stop_callbacks(app))

@@ -68,7 +68,9 @@ def create_app(settings: AuditSettings) -> FastAPI:
 
     endpoint = ingest_http.IngestEndpoint(settings, committer, metrics)
     app.include_router(ingest_http.router(settings, endpoint))
-    app.add_middleware(ingest_http.FastIngest, endpoint=endpoint)
+    # Outermost, before FastAPI's own middleware: ingest is the hot path and needs none of it.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: ingest_http.FastIngest(build_stack(), endpoint)  # type: ignore[method-assign]
     app.include_router(api.router(settings, store, metrics, notifier))
     app.state.store = store
     app.state.metrics = metrics
