@@ -182,7 +182,6 @@ TABLE: dict[str, Bad] = {
     "cursor-too-long": read(f"/v1/events?cursor={'A' * 201}", "cursor"),
     "since-garbage": read("/v1/events?since=last%20week"),
     "since-month-13": read("/v1/events?since=2026-13-01T00:00:00Z"),
-    "since-year-zero": read("/v1/events?since=0000-01-01T00:00:00Z"),
     "until-date-only": read("/v1/events?until=2026-11-27"),
     "on-unknown-field": read("/v1/events?on=arrival", "on"),
     "source-nul": read("/v1/events?source=%00"),
