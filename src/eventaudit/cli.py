@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--commit-window-ms",
         type=argtypes.milliseconds,
-        default="1",  # a string, so argparse runs it through argtypes.milliseconds too
-        help="how long a commit waits for more events once it has some (default 1 ms)",
+        default="0",  # a string, so argparse runs it through argtypes.milliseconds too
+        help="extra time a commit waits for more events once it has some (default 0: a commit takes "
+        "whatever arrived while the one before it was being written)",
     )
     audit.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
     audit.add_argument(

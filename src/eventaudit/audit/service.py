@@ -1,8 +1,8 @@
 """Ingest with group commit: concurrent requests share one durable transaction.
 
 One writer thread owns the writing connection. Requests put their events on a queue
-and wait; the writer takes everything queued (waiting up to ``commit_window`` for
-more once it has something), stores it in one transaction with
+and wait; the writer takes everything queued (by default, what arrived while the
+previous commit was being written; ``window`` adds a wait for more), stores it in one transaction with
 :meth:`AuditStore.append`, and answers every request only after that commit returned.
 A request's events are never split across commits, so a batch is all-or-nothing.
 """
@@ -65,7 +65,7 @@ class GroupCommitter:
         store: AuditStore,
         metrics: AuditMetrics,
         *,
-        window: float = 0.001,
+        window: float = 0.0,
         max_events: int = 10_000,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:

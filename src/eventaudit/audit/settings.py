@@ -22,7 +22,7 @@ class AuditSettings:
     max_body: int = 1024 * 1024
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_rate: int | None = None
-    commit_window: float = 0.001
+    commit_window: float = 0.0
     #: Seconds a commit waits for a lock another process holds on the database before the
     #: request is answered 503 (less than an HTTP sender's timeout, so it sees the 503).
     lock_timeout: float = 5.0
