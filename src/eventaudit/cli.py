@@ -297,7 +297,7 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     except SettingsError as exc:
         print(f"eventaudit audit: {exc}", file=sys.stderr)
         return 2
-    problem = _database_problem(settings.db)
+    problem = db.problem(settings.db)
     if problem is not None:
         print(f"eventaudit audit: cannot open the database at {db.redact(settings.db)}: {problem}", file=sys.stderr)
         return 2
@@ -330,35 +330,12 @@ def _migrate(url: str, log_level: str) -> int:
     try:
         migrate.upgrade(engine)
     except SQLAlchemyError as exc:
-        print(f"eventaudit audit: cannot migrate the database at {db.redact(url)}: {_describe(exc)}", file=sys.stderr)
+        print(f"eventaudit audit: cannot migrate the database at {db.redact(url)}: {db.describe(exc)}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
     print(f"audit schema at {db.redact(url)} is up to date", file=sys.stderr)
     return 0
-
-
-def _database_problem(url: str) -> str | None:
-    """Why the database at ``url`` cannot be reached, or ``None`` when it answers."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from eventaudit import db
-
-    engine = db.create(url)
-    try:
-        with engine.connect():
-            return None
-    except SQLAlchemyError as exc:
-        return _describe(exc)
-    finally:
-        engine.dispose()
-
-
-def _describe(exc: BaseException) -> str:
-    """The first line of a database error, which names the cause without the statement or its parameters."""
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{cause.__class__.__name__}: {first}" if first else cause.__class__.__name__
 
 
 def _run_up(args: argparse.Namespace, _parser: argparse.ArgumentParser) -> int:
@@ -443,7 +420,7 @@ def _run_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     except SQLAlchemyError as exc:
         hint = " (is this an audit database? `eventaudit audit --migrate` creates one)" if _no_table(exc) else ""
         print(
-            f"eventaudit verify: cannot read the audit log at {db.redact(args.db)}: {_describe(exc)}{hint}",
+            f"eventaudit verify: cannot read the audit log at {db.redact(args.db)}: {db.describe(exc)}{hint}",
             file=sys.stderr,
         )
         return 2

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
@@ -106,3 +107,39 @@ def _tune_sqlite(engine: Engine, *, immediate: bool) -> None:
     def _on_begin(connection: Connection) -> None:
         default = "BEGIN IMMEDIATE" if immediate else "BEGIN"
         connection.exec_driver_sql(connection.get_execution_options().get("eventaudit_sqlite_begin", default))
+
+
+def bound_lock_waits(engine: Engine, seconds: float) -> None:
+    """Let a write wait at most ``seconds`` for a lock someone else holds, then fail (503), not hang."""
+    millis = max(1, round(seconds * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if is_sqlite(engine):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={millis}")
+            cursor.close()
+            return
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET inside a transaction would roll back with it
+        dbapi_connection.execute(f"SET lock_timeout = {millis}")
+        dbapi_connection.autocommit = autocommit
+
+
+def problem(url: str) -> str | None:
+    """Why the database at ``url`` cannot be reached, or ``None`` when it answers."""
+    engine = create(url)
+    try:
+        with engine.connect():
+            return None
+    except SQLAlchemyError as exc:
+        return describe(exc)
+    finally:
+        engine.dispose()
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of a database error: the cause, without the statement or its parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{cause.__class__.__name__}: {first}" if first else cause.__class__.__name__

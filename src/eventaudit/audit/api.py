@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Depends, Header, Query, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from eventaudit import operations
 from eventaudit.audit import auth
 from eventaudit.audit.metrics import AuditMetrics
 from eventaudit.audit.settings import AuditSettings
@@ -138,7 +138,7 @@ def router(settings: AuditSettings, store: AuditStore, metrics: AuditMetrics, no
         auth.require(request, settings.read_tokens, "reading the audit log")
 
     reads = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(reader)])
-    ops = APIRouter(tags=["operations"])
+    ops = operations.router(store.ping, metrics.registry)
 
     @reads.get("/events", summary="Find events (newest or oldest first), a page at a time")
     async def find(
@@ -198,24 +198,6 @@ def router(settings: AuditSettings, store: AuditStore, metrics: AuditMetrics, no
         return Response(
             _encoder.encode({"bucket": bucket, "by": by, "buckets": buckets}), media_type="application/json"
         )
-
-    @ops.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @ops.get("/readyz", summary="Readiness: the database answers")
-    async def readyz() -> dict[str, str]:
-        try:
-            await run_in_threadpool(store.ping)
-        except Exception as exc:
-            raise ProblemError(
-                503, f"the database is unavailable ({exc.__class__.__name__})", slug="not-ready"
-            ) from None
-        return {"status": "ready"}
-
-    @ops.get("/metrics", summary="Prometheus metrics")
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     routes = APIRouter()
     routes.include_router(reads)

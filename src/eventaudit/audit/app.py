@@ -6,10 +6,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import Engine, event
 
 from eventaudit import __version__, db, problems
 from eventaudit.audit import api, ingest_http, migrate
@@ -39,7 +37,7 @@ def create_app(settings: AuditSettings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate:
             await asyncio.to_thread(migrate.upgrade, writer)
-        _bound_lock_waits(writer, settings.lock_timeout)
+        db.bound_lock_waits(writer, settings.lock_timeout)
         if reader is not writer:  # (an in-memory database lives only as long as its one connection)
             writer.dispose()  # a migration may wait for locks as long as it must; from here on appends may not
         loop = asyncio.get_running_loop()
@@ -76,20 +74,3 @@ def create_app(settings: AuditSettings) -> FastAPI:
     app.state.metrics = metrics
     app.state.on_stop = [notifier.close]  # httpserver.Server: live tails end when the server begins to stop
     return app
-
-
-def _bound_lock_waits(engine: Engine, seconds: float) -> None:
-    """Let the writer wait at most ``seconds`` for a lock someone else holds, then fail (503), not hang."""
-    millis = max(1, round(seconds * 1000))
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        if db.is_sqlite(engine):
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={millis}")
-            cursor.close()
-            return
-        autocommit = dbapi_connection.autocommit
-        dbapi_connection.autocommit = True  # a SET inside a transaction would roll back with it
-        dbapi_connection.execute(f"SET lock_timeout = {millis}")
-        dbapi_connection.autocommit = autocommit

@@ -18,12 +18,12 @@ from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Query, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from eventaudit import operations
 from eventaudit.events import types
 from eventaudit.problems import ProblemError
 from eventaudit.users import passwords, repository
@@ -105,7 +105,6 @@ def router(
 ) -> APIRouter:
     """The routes of the users service; ``on_change`` is called after each committed change."""
     users = APIRouter(prefix="/v1", tags=["users"])
-    ops = APIRouter(tags=["operations"])
     fields = _Fields(settings)
 
     async def create(request: Request) -> Response:
@@ -194,29 +193,19 @@ def router(
         _changed(metrics, DELETED, on_change)
         return Response(status_code=204)
 
-    @ops.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @ops.get("/readyz", summary="Readiness: the database answers")
-    async def readyz() -> dict[str, str]:
-        try:
-            await run_in_threadpool(uow.ping)
-        except Exception as exc:
-            raise ProblemError(
-                503, f"the database is unavailable ({exc.__class__.__name__})", slug="not-ready"
-            ) from None
-        return {"status": "ready"}
-
-    @ops.get("/metrics", summary="Prometheus metrics, with the outbox backlog, lag and parked count")
-    async def prometheus() -> Response:
+    async def refresh_backlog() -> None:
         try:
             backlog = await run_in_threadpool(uow.read, repository.backlog)
         except ProblemError:
-            pass  # the database is away: serve the rest, the gauges keep their last values
-        else:
-            set_backlog_metrics(metrics, backlog, now_micros())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+            return  # the database is away: serve the rest, the gauges keep their last values
+        set_backlog_metrics(metrics, backlog, now_micros())
+
+    ops = operations.router(
+        uow.ping,
+        metrics.registry,
+        refresh=refresh_backlog,
+        metrics_summary="Prometheus metrics, with the outbox backlog, lag and parked count",
+    )
 
     routes = APIRouter()
     routes.include_router(users)

@@ -7,10 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import Engine, event
 
 from eventaudit import __version__, db, problems
 from eventaudit.transport.http import HTTPSender
@@ -47,7 +45,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate:
             await asyncio.to_thread(migrate.upgrade, writer)
-        bound_lock_waits(writer, settings.lock_timeout)
+        db.bound_lock_waits(writer, settings.lock_timeout)
         writer.dispose()  # a migration may wait for locks as long as it must; from here on writes may not
         sender = HTTPSender(
             settings.sink, mode=settings.sink_mode, token=settings.sink_token, timeout=settings.relay_timeout
@@ -98,20 +96,3 @@ def relay_options(settings: UsersSettings) -> RelayOptions:
         keep_sent=settings.keep_sent,
         batch_mode=settings.sink_mode == "batch",
     )
-
-
-def bound_lock_waits(engine: Engine, seconds: float) -> None:
-    """Let a write wait at most ``seconds`` for a lock someone else holds, then fail (503), not hang."""
-    millis = max(1, round(seconds * 1000))
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        if db.is_sqlite(engine):
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={millis}")
-            cursor.close()
-            return
-        autocommit = dbapi_connection.autocommit
-        dbapi_connection.autocommit = True  # a SET inside a transaction would roll back with it
-        dbapi_connection.execute(f"SET lock_timeout = {millis}")
-        dbapi_connection.autocommit = autocommit

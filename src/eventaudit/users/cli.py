@@ -138,7 +138,7 @@ def run_users(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     httpserver.configure_logging(args.log_level)
     if args.migrate:
         return _migrate(settings.db, "users")
-    problem = _database_problem(settings.db)
+    problem = db.problem(settings.db)
     if problem is not None:
         print(f"eventaudit users: cannot open the database at {db.redact(settings.db)}: {problem}", file=sys.stderr)
         return 2
@@ -180,19 +180,20 @@ def run_relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         asyncio.run(_relay_until_stopped(settings, engine))
         return 0
     except SQLAlchemyError as exc:
-        print(f"eventaudit relay: the database at {db.redact(settings.db)} failed: {_describe(exc)}", file=sys.stderr)
+        print(f"eventaudit relay: the database at {db.redact(settings.db)} failed: {db.describe(exc)}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
 
 
 async def _relay_until_stopped(settings: UsersSettings, engine: Any) -> None:
+    from eventaudit import db
     from eventaudit.transport.http import HTTPSender
-    from eventaudit.users.app import bound_lock_waits, relay_options
+    from eventaudit.users.app import relay_options
     from eventaudit.users.metrics import UsersMetrics
     from eventaudit.users.relay import Relay
 
-    bound_lock_waits(engine, settings.lock_timeout)
+    db.bound_lock_waits(engine, settings.lock_timeout)
     engine.dispose()
     sender = HTTPSender(
         settings.sink, mode=settings.sink_mode, token=settings.sink_token, timeout=settings.relay_timeout
@@ -250,34 +251,14 @@ def _migrate(url: str, command: str) -> int:
         migrate.upgrade(engine)
     except SQLAlchemyError as exc:
         print(
-            f"eventaudit {command}: cannot migrate the database at {db.redact(url)}: {_describe(exc)}", file=sys.stderr
+            f"eventaudit {command}: cannot migrate the database at {db.redact(url)}: {db.describe(exc)}",
+            file=sys.stderr,
         )
         return 2
     finally:
         engine.dispose()
     print(f"users schema at {db.redact(url)} is up to date", file=sys.stderr)
     return 0
-
-
-def _database_problem(url: str) -> str | None:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from eventaudit import db
-
-    engine = db.create(url)
-    try:
-        with engine.connect():
-            return None
-    except SQLAlchemyError as exc:
-        return _describe(exc)
-    finally:
-        engine.dispose()
-
-
-def _describe(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{cause.__class__.__name__}: {first}" if first else cause.__class__.__name__
 
 
 def _stopped(_signum: int, _frame: FrameType | None) -> None:
