@@ -48,7 +48,7 @@ def free_port() -> int:
 @contextmanager
 def server(command: list[str], cpu: int, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` pinned to ``cpu`` until it answers on ``port``."""
-    log = tempfile.TemporaryFile()  # not a pipe: a server that logs every request would fill it and stall
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally; not a pipe: a chatty server would fill it and stall
     proc = subprocess.Popen(["taskset", "-c", str(cpu), *command], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["PURE_PYTHON_VARIABLE", "speedups"]
+
 PURE_PYTHON_VARIABLE = "EVENTAUDIT_PURE_PYTHON"
 
 try:

@@ -9,13 +9,22 @@
  *
  *   looks_valid(ev)            event.py _looks_valid: True when surely valid, else the
  *                              configured Python fallback decides
+ *   post_init(ev)              CloudEvent.__post_init__ (via post_init_for): nothing to do for a
+ *                              surely valid event, else the Python __post_init__ runs
  *   sure_valid(ev)             the C verdict alone (True = surely valid, False = not sure)
  *   is_timestamp(s)            types.is_timestamp, except that a leap second (:60) is "not sure"
  *   surely_unique(raw, value)  formats/json.py _surely_unique: True when no JSON object in
  *                              raw repeats a member name
+ *   json_event(raw, ...)       formats/json.py decode for the plain case (loads + _from_own_dict)
+ *   event_from_dict(obj)       formats/json.py _from_own_dict for the plain case
+ *   event_from_attributes(...) the CloudEvent(...) at the end of the binary-mode decoders
  *   find_header(pairs, name)   bindings/http.py _find
  *   http_attributes(pairs)     the ce- header loop of bindings/http.py _decode_binary
  *   kafka_attributes(headers)  bindings/kafka.py _read_headers, when it finds no failure
+ *
+ * The rules stay in Python: configure() hands over the caches of values the Python code
+ * found valid (sources, media types, dataschemas), the reserved names and the data types;
+ * tests/unit/events/test_speedups.py holds every function to its Python twin.
  *
  * CPython C API only; no third-party C dependencies.
  */
@@ -25,6 +34,13 @@
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#include <emmintrin.h>
+#define SPEEDUPS_SSE2 1
+#else
+#define SPEEDUPS_SSE2 0
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Configuration: the Python objects that hold the rules (set by configure())                  */
@@ -51,16 +67,27 @@ static PyObject *g_reserved = NULL;        /* frozenset of names no extension ma
 static PyObject *g_data_types = NULL;      /* frozenset of the types data may have */
 static Py_ssize_t g_offsets[N_FIELDS];     /* slot offsets of the CloudEvent fields */
 static int g_long_name = 20;               /* longer extension names go to Python (it warns) */
+static PyObject *g_empty_ext = NULL;       /* EMPTY_EXTENSIONS */
+static PyObject *g_kwnames = NULL;         /* the field names, as keyword names for the constructor */
+static PyObject *g_field_str[N_FIELDS];    /* the field names as str */
+static PyObject *g_header_members = NULL;  /* frozenset: the attributes the bindings take out */
+static PyObject *g_str_data_base64 = NULL;
+static PyObject *g_empty_tuple = NULL;
+static PyObject *g_str_content_type = NULL;
+static PyObject *g_post_init = NULL;       /* CloudEvent.__post_init__ as written in Python */
+static PyObject *g_json_decode = NULL;     /* formats/json.py _decoder.decode */
+static int g_ext_plain_dict = 0;           /* Extensions(d) is dict(d) with another type */
+static int g_post_init_shortcut = 1;       /* 0: post_init always runs the Python __post_init__ */
+static int g_dict_view_ok = 0;             /* dict items views have the layout of DictView */
 
 #define INT32_LO (-2147483647LL - 1)
 #define INT32_HI 2147483647LL
 
-static int
+static void
 replace_ref(PyObject **slot, PyObject *value)
 {
     Py_XINCREF(value);
     Py_XSETREF(*slot, value);
-    return 0;
 }
 
 static PyObject *
@@ -68,15 +95,16 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {
         "event_type", "fallback", "specversion", "sources", "media", "uris",
-        "reserved", "data_types", "extensions_type", "long_name", NULL,
+        "reserved", "data_types", "extensions_type", "long_name", "empty_extensions", NULL,
     };
     PyObject *event_type, *fallback, *specversion, *sources, *media, *uris, *reserved, *data_types, *ext_type;
+    PyObject *empty_ext;
     int long_name;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OUO!O!O!O!O!O!i:configure", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OUO!O!O!O!O!O!iO:configure", kwlist,
                                      &PyType_Type, &event_type, &fallback, &specversion,
                                      &PySet_Type, &sources, &PySet_Type, &media, &PySet_Type, &uris,
                                      &PyFrozenSet_Type, &reserved, &PyFrozenSet_Type, &data_types,
-                                     &PyType_Type, &ext_type, &long_name)) {
+                                     &PyType_Type, &ext_type, &long_name, &empty_ext)) {
         return NULL;
     }
     if (!PyCallable_Check(fallback)) {
@@ -115,7 +143,57 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     replace_ref(&g_reserved, reserved);
     replace_ref(&g_data_types, data_types);
     g_long_name = long_name;
+    replace_ref(&g_empty_ext, empty_ext);
+    g_ext_plain_dict = ((PyTypeObject *)ext_type)->tp_new == PyDict_Type.tp_new &&
+                       ((PyTypeObject *)ext_type)->tp_init == PyDict_Type.tp_init;
     Py_RETURN_NONE;
+}
+
+/* Whether a dict's items view holds its dict where DictView says (see pairs_open). */
+static int check_dict_view(void);
+
+/* The field names as str, the keyword names tuple and the sets of member names (once). */
+static int
+init_names(void)
+{
+    g_dict_view_ok = check_dict_view();
+    if (g_dict_view_ok < 0) {
+        return -1;
+    }
+    PyObject *kwnames = PyTuple_New(N_FIELDS);
+    PyObject *header = PySet_New(NULL);
+    if (kwnames == NULL || header == NULL) {
+        goto error;
+    }
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *name = PyUnicode_InternFromString(field_names[i]);
+        if (name == NULL) {
+            goto error;
+        }
+        g_field_str[i] = Py_NewRef(name);
+        PyTuple_SET_ITEM(kwnames, i, name);
+        /* bindings: datacontenttype comes from content-type and data from the body. */
+        if (i != F_EXTENSIONS && i != F_DATACONTENTTYPE && i != F_DATA && PySet_Add(header, name) < 0) {
+            goto error;
+        }
+    }
+    g_empty_tuple = PyTuple_New(0);
+    g_str_data_base64 = PyUnicode_InternFromString("data_base64");
+    g_str_content_type = PyUnicode_InternFromString("content-type");
+    if (g_empty_tuple == NULL || g_str_data_base64 == NULL || g_str_content_type == NULL) {
+        goto error;
+    }
+    g_header_members = PyFrozenSet_New(header);
+    Py_CLEAR(header);
+    if (g_header_members == NULL) {
+        goto error;
+    }
+    g_kwnames = kwnames;
+    return 0;
+error:
+    Py_XDECREF(kwnames);
+    Py_XDECREF(header);
+    return -1;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -130,8 +208,20 @@ printable_ascii(PyObject *s)
         return 0;
     }
     const unsigned char *p = (const unsigned char *)PyUnicode_DATA(s);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s), i = 0;
+    /* eight bytes at a time: ASCII already, so look for a byte below 0x20 or equal to 0x7f */
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint64_t below_space = (w - ones * 0x20) & ~w & highs;
+        uint64_t x = w ^ (ones * 0x7f);
+        uint64_t delete = (x - ones) & ~x & highs;
+        if (below_space | delete) {
+            return 0;
+        }
+    }
+    for (; i < n; i++) {
         if (p[i] < 0x20 || p[i] > 0x7e) {
             return 0;
         }
@@ -386,6 +476,53 @@ looks_valid(PyObject *module, PyObject *ev)
     return PyObject_CallOneArg(g_fallback, ev);
 }
 
+/*
+ * CloudEvent.__post_init__ (msgspec calls it with the new event): nothing to do when the
+ * event is surely valid and its extensions are already an Extensions; otherwise the
+ * Python __post_init__ runs.
+ */
+static PyObject *
+post_init(PyObject *module, PyObject *ev)
+{
+    int ok = g_post_init_shortcut ? sure_valid_event(ev) : 0;
+    if (ok < 0) {
+        return NULL;
+    }
+    if (ok && Py_IS_TYPE(FIELD(ev, F_EXTENSIONS), g_ext_type)) {
+        Py_RETURN_NONE;
+    }
+    if (g_post_init == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_speedups.post_init_for() was not called");
+        return NULL;
+    }
+    return PyObject_CallOneArg(g_post_init, ev);
+}
+
+/* A decorator for CloudEvent.__post_init__: keeps the Python function, gives post_init. */
+static PyObject *
+post_init_for(PyObject *module, PyObject *fallback)
+{
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "post_init_for() takes the Python __post_init__");
+        return NULL;
+    }
+    replace_ref(&g_post_init, fallback);
+    return PyObject_GetAttrString(module, "post_init");
+}
+
+/* Turns the C shortcut of post_init on or off (the tests compare both ways); returns the old setting. */
+static PyObject *
+post_init_shortcut(PyObject *module, PyObject *enabled)
+{
+    int on = PyObject_IsTrue(enabled);
+    if (on < 0) {
+        return NULL;
+    }
+    PyObject *before = PyBool_FromLong(g_post_init_shortcut);
+    g_post_init_shortcut = on;
+    return before;
+}
+
 static PyObject *
 sure_valid(PyObject *module, PyObject *ev)
 {
@@ -419,9 +556,10 @@ typedef struct {
     int heap;
 } Table;
 
-#define STACK_ENTRIES 64
+#define STACK_ENTRIES 32
 #define MAX_PROBE 32
 #define MAX_DEPTH 1024
+#define MAX_NAMES (1 << 20)
 
 static inline uint64_t
 name_hash(const unsigned char *p, Py_ssize_t n, uint64_t object)
@@ -469,6 +607,9 @@ table_grow(Table *t)
 static int
 table_add(Table *t, const unsigned char *name, Py_ssize_t len, uint64_t object)
 {
+    if (t->used >= MAX_NAMES) {
+        return 0;  /* a huge document: the exact Python check reads it */
+    }
     if ((t->used + 1) * 2 > t->mask + 1 && table_grow(t) < 0) {
         return -1;
     }
@@ -492,9 +633,130 @@ table_add(Table *t, const unsigned char *name, Py_ssize_t len, uint64_t object)
     return 0;
 }
 
-/* 1: surely no object repeats a member; 0: maybe one does (or not sure); -1: error. */
+/*
+ * The index of the quote that closes the string whose text starts at s[i], or n when it is
+ * not closed. *escaped is set when the string holds a backslash escape.
+ */
+static inline Py_ssize_t
+string_end(const unsigned char *s, Py_ssize_t i, Py_ssize_t n, int *escaped)
+{
+    for (;;) {
+#if SPEEDUPS_SSE2
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+        while (i + 16 <= n) {
+            __m128i chunk = _mm_loadu_si128((const __m128i *)(s + i));
+            unsigned mask = (unsigned)_mm_movemask_epi8(
+                _mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)));
+            if (mask != 0) {
+                i += __builtin_ctz(mask);
+                break;
+            }
+            i += 16;
+        }
+#endif
+        while (i < n && s[i] != '"' && s[i] != '\\') {
+            i++;
+        }
+        if (i >= n) {
+            return n;
+        }
+        if (s[i] == '"') {
+            return i;
+        }
+        *escaped = 1;
+        i += 2; /* the backslash and the escaped character, which may be a quote */
+        if (i >= n) {
+            return n;
+        }
+    }
+}
+
+/*
+ * The common case without a hash table: each new name is compared with the names of its
+ * own object (kept while the object is open). 1: no object repeats a member; 0: maybe one
+ * does (or not sure); 2: an object with too many members for this, use scan_unique_hashed.
+ */
+#define LINEAR_NAMES 256
+#define LINEAR_PER_OBJECT 24
+
+typedef struct {
+    const unsigned char *name;
+    Py_ssize_t len;
+} NameRef;
+
 static int
-scan_unique(const unsigned char *s, Py_ssize_t n)
+scan_unique_linear(const unsigned char *s, Py_ssize_t n)
+{
+    NameRef names[LINEAR_NAMES];
+    int first[MAX_DEPTH]; /* index in names[] of the first member of each open object; -1: array */
+    int depth = 0, expect_name = 0, top = 0;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i++];
+        switch (c) {
+        case '{':
+        case '[':
+            if (depth == MAX_DEPTH) {
+                return 0;
+            }
+            first[depth++] = c == '{' ? top : -1;
+            expect_name = c == '{';
+            break;
+        case '}':
+        case ']':
+            if (depth == 0 || (first[depth - 1] >= 0) != (c == '}')) {
+                return 0;
+            }
+            depth--;
+            if (first[depth] >= 0) {
+                top = first[depth]; /* the object is closed: forget its names */
+            }
+            expect_name = 0;
+            break;
+        case ',':
+            expect_name = depth > 0 && first[depth - 1] >= 0;
+            break;
+        case ':':
+            expect_name = 0;
+            break;
+        case '"': {
+            int escaped = 0;
+            Py_ssize_t end = string_end(s, i, n, &escaped);
+            if (end >= n) {
+                return 0;
+            }
+            if (expect_name) {
+                if (escaped || depth == 0) {
+                    return 0;
+                }
+                int from = first[depth - 1];
+                if (top - from >= LINEAR_PER_OBJECT || top == LINEAR_NAMES) {
+                    return 2;
+                }
+                Py_ssize_t len = end - i;
+                for (int k = from; k < top; k++) {
+                    if (names[k].len == len && memcmp(names[k].name, s + i, (size_t)len) == 0) {
+                        return 0;
+                    }
+                }
+                names[top].name = s + i;
+                names[top].len = len;
+                top++;
+                expect_name = 0;
+            }
+            i = end + 1;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    return depth == 0;
+}
+
+/* scan_unique for objects with many members: every name, keyed by its object, in one hash table. */
+static int
+scan_unique_hashed(const unsigned char *s, Py_ssize_t n)
 {
     Entry stack_entries[STACK_ENTRIES];
     uint64_t objects[MAX_DEPTH]; /* the object serial of each open container; 0 for arrays */
@@ -531,21 +793,9 @@ scan_unique(const unsigned char *s, Py_ssize_t n)
             expect_name = 0;
             break;
         case '"': {
-            Py_ssize_t start = i;
             int escaped = 0;
-            while (i < n) {
-                unsigned char d = s[i];
-                if (d == '"') {
-                    break;
-                }
-                if (d == '\\') {
-                    escaped = 1;
-                    i += 2;
-                    continue;
-                }
-                i++;
-            }
-            if (i >= n) {
+            Py_ssize_t end = string_end(s, i, n, &escaped);
+            if (end >= n) {
                 result = 0;
                 goto done;
             }
@@ -554,13 +804,13 @@ scan_unique(const unsigned char *s, Py_ssize_t n)
                     result = 0;
                     goto done;
                 }
-                result = table_add(&t, s + start, i - start, objects[depth - 1]);
+                result = table_add(&t, s + i, end - i, objects[depth - 1]);
                 if (result <= 0) {
                     goto done;
                 }
                 expect_name = 0;
             }
-            i++; /* the closing quote */
+            i = end + 1;
             break;
         }
         default:
@@ -575,6 +825,14 @@ done:
         PyMem_Free(t.entries);
     }
     return result;
+}
+
+/* 1: surely no object repeats a member; 0: maybe one does (or not sure); -1: error. */
+static int
+scan_unique(const unsigned char *s, Py_ssize_t n)
+{
+    int result = scan_unique_linear(s, n);
+    return result == 2 ? scan_unique_hashed(s, n) : result;
 }
 
 static PyObject *
@@ -604,7 +862,33 @@ surely_unique(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* Headers                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The (name, value) pairs of a dict's items view, or of a list or tuple of 2-tuples. */
+/*
+ * A dict view: PyObject_HEAD and the dict, the layout of CPython's _PyDictViewObject (public
+ * up to 3.12, internal since 3.13). init_names() checks it on a real view before it is used.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyDictObject *dv_dict;
+} DictView;
+
+static int
+check_dict_view(void)
+{
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        return -1;
+    }
+    PyObject *items = PyObject_CallMethod(dict, "items", NULL);
+    int ok = items != NULL && PyDictItems_Check(items) && (PyObject *)((DictView *)items)->dv_dict == dict;
+    Py_XDECREF(items);
+    Py_DECREF(dict);
+    if (items == NULL) {
+        return -1;
+    }
+    return ok;
+}
+
+/* The (name, value) pairs of a dict's items view, or of a list or tuple of 2-tuples (as `for name, value in`). */
 typedef struct {
     PyObject *dict;     /* iterate a dict with PyDict_Next */
     PyObject *seq;      /* or a list/tuple */
@@ -619,12 +903,8 @@ pairs_open(Pairs *p, PyObject *obj)
     p->seq = NULL;
     p->pos = 0;
     if (PyDictItems_Check(obj)) {
-        p->dict = (PyObject *)((_PyDictViewObject *)obj)->dv_dict;
-        return p->dict != NULL;
-    }
-    if (PyDict_Check(obj)) {
-        p->dict = obj;
-        return 1;
+        p->dict = g_dict_view_ok ? (PyObject *)((DictView *)obj)->dv_dict : NULL;
+        return p->dict != NULL && PyDict_Check(p->dict);
     }
     if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj)) {
         p->seq = obj;
@@ -660,10 +940,23 @@ lower_ascii(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
 }
 
-/* A new str: the ASCII text p[0:n] in lower case. */
+/* A new reference to a str: the ASCII text p[0:n] in lower case (the interned name of a field when it is one). */
 static PyObject *
 lower_str(const unsigned char *p, Py_ssize_t n)
 {
+    for (int f = 0; f < N_FIELDS; f++) {
+        if (PyUnicode_GET_LENGTH(g_field_str[f]) != n) {
+            continue;
+        }
+        const unsigned char *name = (const unsigned char *)PyUnicode_DATA(g_field_str[f]);
+        Py_ssize_t i = 0;
+        while (i < n && lower_ascii(p[i]) == name[i]) {
+            i++;
+        }
+        if (i == n) {
+            return Py_NewRef(g_field_str[f]);
+        }
+    }
     PyObject *out = PyUnicode_New(n, 127);
     if (out == NULL) {
         return NULL;
@@ -742,6 +1035,29 @@ find_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; wanted_simple && i < PyUnicode_GET_LENGTH(wanted); i++) {
         wanted_simple = !(w[i] >= 'A' && w[i] <= 'Z');
     }
+    Pairs p;
+    if (pairs_open(&p, args[0])) {
+        PyObject *name, *value;
+        int step;
+        while ((step = pairs_next(&p, &name, &value)) > 0) {
+            Py_INCREF(name);  /* .lower() of an odd name runs Python code */
+            Py_INCREF(value);
+            int match = header_name_matches(name, wanted, wanted_simple);
+            Py_DECREF(name);
+            if (match != 0) {
+                if (match < 0) {
+                    Py_DECREF(value);
+                    return NULL;
+                }
+                return value;
+            }
+            Py_DECREF(value);
+        }
+        if (step == 0) {
+            Py_RETURN_NONE;
+        }
+        /* a pair that is not a 2-tuple: start again the way Python unpacks */
+    }
     PyObject *iter = PyObject_GetIter(args[0]);
     if (iter == NULL) {
         return NULL;
@@ -815,25 +1131,20 @@ http_attributes(PyObject *module, PyObject *pairs)
         if (attribute == NULL) {
             goto error;
         }
-        int seen = PyDict_Contains(attributes, attribute);
-        if (seen != 0 || PyDict_SetItem(attributes, attribute, value) < 0) {
-            Py_DECREF(attribute);
-            if (seen > 0) {
-                goto unsure;
-            }
+        Py_ssize_t size = PyDict_GET_SIZE(attributes);
+        PyObject *stored = PyDict_SetDefault(attributes, attribute, value);
+        Py_DECREF(attribute);
+        if (stored == NULL) {
             goto error;
         }
-        Py_DECREF(attribute);
+        if (PyDict_GET_SIZE(attributes) == size) {
+            goto unsure;  /* the attribute came before */
+        }
     }
     if (step < 0 || PyDict_GET_SIZE(attributes) == 0) {
         goto unsure;
     }
-    PyObject *dct = PyUnicode_FromString("datacontenttype");
-    if (dct == NULL) {
-        goto error;
-    }
-    int has = PyDict_Contains(attributes, dct);
-    Py_DECREF(dct);
+    int has = PyDict_Contains(attributes, g_field_str[F_DATACONTENTTYPE]);
     if (has < 0) {
         goto error;
     }
@@ -858,8 +1169,8 @@ static PyObject *
 kafka_attributes(PyObject *module, PyObject *headers)
 {
     Pairs p;
-    if (!pairs_open(&p, headers) || p.dict != NULL) {
-        Py_RETURN_NONE;  /* a list or tuple of pairs, as the clients give them */
+    if (!pairs_open(&p, headers)) {
+        Py_RETURN_NONE;
     }
     PyObject *attributes = PyDict_New();
     if (attributes == NULL) {
@@ -891,7 +1202,7 @@ kafka_attributes(PyObject *module, PyObject *headers)
             lower_ascii(s[3]) == 't' && lower_ascii(s[4]) == 'e' && lower_ascii(s[5]) == 'n' &&
             lower_ascii(s[6]) == 't' && s[7] == '-' && lower_ascii(s[8]) == 't' &&
             lower_ascii(s[9]) == 'y' && lower_ascii(s[10]) == 'p' && lower_ascii(s[11]) == 'e') {
-            attribute = PyUnicode_FromStringAndSize("content-type", 12);
+            attribute = Py_NewRef(g_str_content_type);
         }
         else if (n >= 3 && lower_ascii(s[0]) == 'c' && lower_ascii(s[1]) == 'e' && s[2] == '_') {
             attribute = lower_str(s + 3, n - 3);
@@ -960,12 +1271,275 @@ error:
     return NULL;
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Building the event                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The field among fields[] that an exact ASCII str names, or -1. */
+static inline int
+match_field(PyObject *name, const int *fields, int nfields)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    const void *p = PyUnicode_DATA(name);
+    for (int k = 0; k < nfields; k++) {
+        PyObject *field = g_field_str[fields[k]];
+        if (PyUnicode_GET_LENGTH(field) == n && memcmp(PyUnicode_DATA(field), p, (size_t)n) == 0) {
+            return fields[k];
+        }
+    }
+    return -1;
+}
+
+/* A new, empty Extensions to fill with PyDict_SetItem, or a dict for Extensions(dict). */
+static PyObject *
+new_extensions(void)
+{
+    return g_ext_plain_dict ? PyDict_Type.tp_new(g_ext_type, g_empty_tuple, NULL) : PyDict_New();
+}
+
+/* The filled result of new_extensions() as an Extensions (steals `rest`). */
+static PyObject *
+finish_extensions(PyObject *rest)
+{
+    if (g_ext_plain_dict) {
+        return rest;
+    }
+    PyObject *ext = PyObject_CallOneArg((PyObject *)g_ext_type, rest);
+    Py_DECREF(rest);
+    return ext;
+}
+
+/*
+ * Take the members fields[] name out of `source` (a dict) into values[] (borrowed; the
+ * caller preset them to None) and put a new reference to the extensions (the other
+ * members, in their order; EMPTY_EXTENSIONS when there are none) in values[F_EXTENSIONS].
+ * With skip_none, a null extension is "not sure". Keys that are not exact str are "not
+ * sure" too (Python's dict.pop would also find a str subclass equal to a field name).
+ * 1: done; 0: not sure; -1: error.
+ */
+static int
+take_members(PyObject *source, const int *fields, int nfields, int skip_none, PyObject **values)
+{
+    Py_ssize_t pos = 0, extensions = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(source, &pos, &name, &value)) {
+        if (!PyUnicode_CheckExact(name)) {
+            return 0;
+        }
+        int f = PyUnicode_IS_ASCII(name) ? match_field(name, fields, nfields) : -1;
+        if (f >= 0) {
+            values[f] = value;
+        }
+        else if (skip_none && value == Py_None) {
+            return 0;
+        }
+        else {
+            extensions++;
+        }
+    }
+    if (extensions == 0) {
+        values[F_EXTENSIONS] = Py_NewRef(g_empty_ext);
+        return 1;
+    }
+    PyObject *rest = new_extensions();
+    if (rest == NULL) {
+        return -1;
+    }
+    pos = 0;
+    while (PyDict_Next(source, &pos, &name, &value)) {
+        if (PyUnicode_IS_ASCII(name) && match_field(name, fields, nfields) >= 0) {
+            continue;
+        }
+        if (PyDict_SetItem(rest, name, value) < 0) {
+            Py_DECREF(rest);
+            return -1;
+        }
+    }
+    values[F_EXTENSIONS] = finish_extensions(rest);
+    return values[F_EXTENSIONS] == NULL ? -1 : 1;
+}
+
+/* take_members for any keys: what `pop(name, None)` for each field, then the rest, gives. */
+static int
+take_members_generic(PyObject *source, PyObject *taken, const int *fields, int nfields, PyObject **values)
+{
+    Py_ssize_t found = 0;
+    for (int k = 0; k < nfields; k++) {
+        PyObject *v = PyDict_GetItemWithError(source, g_field_str[fields[k]]);
+        if (v != NULL) {
+            values[fields[k]] = v;
+            found++;
+        }
+        else if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (PyDict_GET_SIZE(source) == found) {
+        values[F_EXTENSIONS] = Py_NewRef(g_empty_ext);
+        return 1;
+    }
+    PyObject *rest = new_extensions();
+    if (rest == NULL) {
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(source, &pos, &name, &value)) {
+        int is_taken = PySet_Contains(taken, name);
+        if (is_taken != 0 || PyErr_Occurred()) {
+            if (is_taken < 0) {
+                Py_DECREF(rest);
+                return -1;
+            }
+            continue;
+        }
+        if (PyDict_SetItem(rest, name, value) < 0) {
+            Py_DECREF(rest);
+            return -1;
+        }
+    }
+    values[F_EXTENSIONS] = finish_extensions(rest);
+    return values[F_EXTENSIONS] == NULL ? -1 : 1;
+}
+
+static PyObject *
+construct(PyObject **values)
+{
+    PyObject *event = PyObject_Vectorcall((PyObject *)g_event_type, values, 0, g_kwnames);
+    Py_DECREF(values[F_EXTENSIONS]);
+    return event;
+}
+
+/*
+ * formats/json.py _from_own_dict for a dict without data_base64 and without null
+ * extensions: CloudEvent(**members, extensions=Extensions(the rest) or EMPTY_EXTENSIONS).
+ * Leaves obj as it was. None: not sure.
+ */
+static PyObject *
+event_from_dict(PyObject *module, PyObject *obj)
+{
+    static const int fields[] = {F_SPECVERSION, F_ID, F_SOURCE, F_TYPE, F_DATACONTENTTYPE,
+                                 F_DATASCHEMA, F_SUBJECT, F_TIME, F_DATA};
+    if (g_empty_ext == NULL || !PyDict_CheckExact(obj)) {
+        Py_RETURN_NONE;
+    }
+    int has_b64 = PyDict_Contains(obj, g_str_data_base64);
+    if (has_b64 != 0) {
+        return has_b64 < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *values[N_FIELDS];
+    for (int i = 0; i < N_FIELDS; i++) {
+        values[i] = Py_None;
+    }
+    int ok = take_members(obj, fields, (int)(sizeof(fields) / sizeof(fields[0])), 1, values);
+    if (ok <= 0) {
+        return ok < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    return construct(values);
+}
+
+static PyObject *
+configure_json(PyObject *module, PyObject *decode)
+{
+    if (!PyCallable_Check(decode)) {
+        PyErr_SetString(PyExc_TypeError, "configure_json() takes the decoder's decode method");
+        return NULL;
+    }
+    replace_ref(&g_json_decode, decode);
+    Py_RETURN_NONE;
+}
+
+/*
+ * formats/json.py decode (and kafka.py _decode_structured, which adds the record key as
+ * `name`: `value` when the object has no such member) for the plain case: JSON that the
+ * decoder reads without an error, no repeated member, one object, no data_base64 and no
+ * null extension. None: not sure; the caller decodes the body again the full way.
+ */
+static PyObject *
+json_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "json_event(raw[, name, value])");
+        return NULL;
+    }
+    PyObject *raw = args[0];
+    if (g_json_decode == NULL || g_empty_ext == NULL || !PyBytes_CheckExact(raw) ||
+        scan_unique((const unsigned char *)PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)) != 1) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *obj = PyObject_CallOneArg(g_json_decode, raw);
+    if (obj == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_Exception) && !PyErr_ExceptionMatches(PyExc_MemoryError)) {
+            PyErr_Clear();  /* the full way reports it */
+            Py_RETURN_NONE;
+        }
+        return NULL;
+    }
+    PyObject *event = Py_None;
+    Py_INCREF(event);
+    if (PyDict_CheckExact(obj)) {
+        if (nargs == 3 && args[2] != Py_None) {
+            PyObject *present = PyDict_GetItemWithError(obj, args[1]);
+            if ((present == NULL && PyErr_Occurred()) ||
+                ((present == NULL || present == Py_None) && PyDict_SetItem(obj, args[1], args[2]) < 0)) {
+                Py_DECREF(obj);
+                Py_DECREF(event);
+                return NULL;
+            }
+        }
+        Py_SETREF(event, event_from_dict(module, obj));
+    }
+    Py_DECREF(obj);
+    return event;
+}
+
+/*
+ * The end of the binary-mode decoders (http.py _event_from_strings, kafka.py _decode_binary):
+ * CloudEvent from the attributes (a dict of str), the content type and the data, every
+ * attribute that is not a core one an extension.
+ */
+static PyObject *
+event_from_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const int fields[] = {F_SPECVERSION, F_ID, F_SOURCE, F_TYPE, F_DATASCHEMA, F_SUBJECT, F_TIME};
+    if (nargs != 3 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "event_from_attributes(attributes: dict, datacontenttype, data)");
+        return NULL;
+    }
+    if (g_empty_ext == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
+        return NULL;
+    }
+    PyObject *values[N_FIELDS];
+    for (int i = 0; i < N_FIELDS; i++) {
+        values[i] = Py_None;
+    }
+    values[F_DATACONTENTTYPE] = args[1];
+    values[F_DATA] = args[2];
+    int nfields = (int)(sizeof(fields) / sizeof(fields[0]));
+    int ok = PyDict_CheckExact(args[0]) ? take_members(args[0], fields, nfields, 0, values) : 0;
+    if (ok == 0) {
+        for (int k = 0; k < nfields; k++) {
+            values[fields[k]] = Py_None;
+        }
+        ok = take_members_generic(args[0], g_header_members, fields, nfields, values);
+    }
+    if (ok < 0) {
+        return NULL;
+    }
+    return construct(values);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(event_type, fallback, *, specversion, sources, media, uris, reserved, data_types, "
-     "extensions_type, long_name): the rules looks_valid() reads."},
+     "extensions_type, long_name, empty_extensions): the rules and types the other functions use."},
     {"looks_valid", looks_valid, METH_O,
      "looks_valid(ev) -> bool: True when ev is surely valid; otherwise the fallback decides."},
     {"sure_valid", sure_valid, METH_O, "sure_valid(ev) -> bool: the C verdict alone; False means not sure."},
@@ -979,6 +1553,18 @@ static PyMethodDef methods[] = {
      "http_attributes(pairs) -> dict | None: the plain ce- headers; None means not sure."},
     {"kafka_attributes", kafka_attributes, METH_O,
      "kafka_attributes(headers) -> dict | None: content-type and ce_ headers; None means not sure."},
+    {"post_init", post_init, METH_O, "post_init(ev): CloudEvent.__post_init__, the common case in C."},
+    {"post_init_for", post_init_for, METH_O,
+     "post_init_for(fn) -> post_init: a decorator; fn is the Python __post_init__ for the rest."},
+    {"post_init_shortcut", post_init_shortcut, METH_O,
+     "post_init_shortcut(enabled) -> bool: whether post_init may skip the Python __post_init__ (for tests)."},
+    {"configure_json", configure_json, METH_O, "configure_json(decode): the JSON decoder json_event() uses."},
+    {"json_event", (PyCFunction)(void (*)(void))json_event, METH_FASTCALL,
+     "json_event(raw[, name, value]) -> CloudEvent | None: one event in the JSON format; None means not sure."},
+    {"event_from_dict", event_from_dict, METH_O,
+     "event_from_dict(obj) -> CloudEvent | None: the JSON format's members to an event; None means not sure."},
+    {"event_from_attributes", (PyCFunction)(void (*)(void))event_from_attributes, METH_FASTCALL,
+     "event_from_attributes(attributes, datacontenttype, data) -> CloudEvent: a binary-mode event."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -997,5 +1583,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    if (g_kwnames == NULL && init_names() < 0) {
+        return NULL;
+    }
     return PyModule_Create(&module_def);
 }

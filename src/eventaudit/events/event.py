@@ -61,6 +61,10 @@ class Extensions(dict[str, ExtensionValue]):
 EMPTY_EXTENSIONS: Final[Mapping[str, ExtensionValue]] = Extensions()
 _LONG_NAME = 20
 _log = logging.getLogger(__name__)
+# With the C accelerator, __post_init__ runs in C for the common case and calls the Python one for the rest.
+_post_init_hook: Callable[[Callable[[CloudEvent], None]], Callable[[CloudEvent], None]] = (
+    (lambda post_init: post_init) if _speedups is None else _speedups.post_init_for
+)
 _warned_names: set[str] = set()
 
 
@@ -92,6 +96,7 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, repr_omit_defaults=T
     extensions: Mapping[str, ExtensionValue] = EMPTY_EXTENSIONS
     data: Any = None
 
+    @_post_init_hook
     def __post_init__(self) -> None:
         if not _fast_looks_valid(self):
             failures = _check(self)
@@ -415,5 +420,6 @@ if _speedups is not None:
         data_types=_DATA_TYPES,
         extensions_type=Extensions,
         long_name=_LONG_NAME,
+        empty_extensions=EMPTY_EXTENSIONS,
     )
     _fast_looks_valid = _speedups.looks_valid

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 
 from eventaudit.events import types
+from eventaudit.events._accel import speedups as _speedups
 from eventaudit.events.bindings._data import content_type as _content_type
 from eventaudit.events.bindings._data import data_bytes, parse_data
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure, UnsupportedFormatError
@@ -102,6 +103,9 @@ def decode(
 
 
 def _read_headers(headers: RecordHeaders) -> tuple[dict[str, str], list[Failure]]:
+    plain = None if _speedups is None else _speedups.kafka_attributes(headers)
+    if plain is not None:  # the C accelerator read the headers as the loop below would; None: not sure
+        return plain, []
     attributes: dict[str, str] = {}
     failures: list[Failure] = []
     for raw_name, raw_value in headers:
@@ -144,6 +148,8 @@ def _decode_structured(content_type: str, value: bytes | None, partition_key: st
         raise CloudEventError(
             [Failure(None, "a structured record needs a value", f"{_BINDING}#33-structured-content-mode")]
         )
+    if _speedups is not None and (event := _speedups.json_event(value, PARTITION_KEY, partition_key)) is not None:
+        return event  # the plain case in C, as below; None: not sure
     obj = json_format.loads(value)
     if partition_key is not None and type(obj) is dict and obj.get(PARTITION_KEY) is None:
         obj[PARTITION_KEY] = partition_key
@@ -163,6 +169,8 @@ def _decode_binary(attributes: dict[str, Any], content_type: str | None, value: 
         )
     content_type = content_type if content_type is not None else declared
     data = parse_data(value, content_type, f"{_BINDING}#322-event-data-encoding")
+    if _speedups is not None:  # the same construction in C (_accel.py)
+        return _speedups.event_from_attributes(attributes, content_type, data)
     pop = attributes.pop
     return CloudEvent(
         specversion=pop("specversion", None),
