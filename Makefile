@@ -42,8 +42,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## benchmarks next to their baselines; see docs/benchmarks.md
+bench: $(STAMP)  ## benchmarks next to their baselines; see docs/benchmarks.md (bench.ingest needs wrk)
 	$(BIN)/python -m bench.codec
+	$(BIN)/python -m bench.ingest
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
