@@ -75,21 +75,23 @@ def _is_leap_second(value: str) -> bool:
     return minutes % (24 * 60) == 23 * 60 + 59
 
 
-# RFC 3986 §4.1 URI-reference. The scheme is optional; when absent, the first path
-# segment may not contain ":" (§4.2, segment-nz-nc). "[" and "]" appear only around
-# an IP-literal host (§3.2.2).
+# RFC 3986 §4.1 URI-reference = URI (§3: scheme ":" hier-part) / relative-ref (§4.2).
+# After a scheme, "//" always starts an authority; without one, the first segment of a
+# rootless path may not contain ":" (segment-nz-nc). "[" and "]" appear only around an
+# IP-literal host (§3.2.2, checked by _ip_literal_ok).
 _PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+_PCHAR_NC = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=@]|%[0-9A-Fa-f]{2})"
 _HOST = r"(?:\[[^\]\[/?#@]*\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
 _USERINFO = r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
 _AUTHORITY = rf"//{_USERINFO}{_HOST}(?::[0-9]*)?"
-_PATH = rf"(?:{_AUTHORITY}(?:/{_PCHAR}*)*|/?(?:{_PCHAR}+(?:/{_PCHAR}*)*)?)"
+_ABSOLUTE_PATH = rf"/(?:{_PCHAR}+(?:/{_PCHAR}*)*)?"
+_HIER_PART = rf"(?:{_AUTHORITY}(?:/{_PCHAR}*)*|{_ABSOLUTE_PATH}|{_PCHAR}+(?:/{_PCHAR}*)*)?"
+_RELATIVE_PART = rf"(?:{_AUTHORITY}(?:/{_PCHAR}*)*|{_ABSOLUTE_PATH}|{_PCHAR_NC}+(?:/{_PCHAR}*)*)?"
 _QUERY = rf"(?:\?(?:{_PCHAR}|[/?])*)?"
 _FRAGMENT = rf"(?:\#(?:{_PCHAR}|[/?])*)?"
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*:"
-_URI_REFERENCE = re.compile(rf"(?:{_SCHEME})?{_PATH}{_QUERY}{_FRAGMENT}")
-_ABSOLUTE_URI = re.compile(rf"{_SCHEME}{_PATH}{_QUERY}")
-_NO_SCHEME_COLON = re.compile(r"[^/?#:]*:")  # up to the first ":", if it comes before any "/?#"
-_SCHEME_ONLY = re.compile(_SCHEME)
+_URI_REFERENCE = re.compile(rf"(?:{_SCHEME}{_HIER_PART}|{_RELATIVE_PART}){_QUERY}{_FRAGMENT}")
+_ABSOLUTE_URI = re.compile(rf"{_SCHEME}{_HIER_PART}{_QUERY}")
 
 _uri_reference_cache: dict[str, bool] = {}
 _uri_cache: dict[str, bool] = {}
@@ -108,17 +110,9 @@ def is_uri_reference(value: str) -> bool:
     if verdict is not None:
         return verdict
     ok = _URI_REFERENCE.fullmatch(value) is not None
-    if ok and _has_colon_without_scheme(value):
-        ok = False
     if ok and "[" in value:
         ok = _ip_literal_ok(value)
     return _remember(_uri_reference_cache, value, ok)
-
-
-def _has_colon_without_scheme(value: str) -> bool:
-    """A ":" in the first segment of a reference whose text before it is no scheme."""
-    head = _NO_SCHEME_COLON.match(value)
-    return head is not None and _SCHEME_ONLY.fullmatch(head[0]) is None
 
 
 def is_uri(value: str) -> bool:

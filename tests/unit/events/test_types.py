@@ -166,6 +166,7 @@ VALID_URI_REFERENCES = [
 ]
 
 INVALID_URI_REFERENCES = [
+    "http://http:a",  # after a scheme, "//" starts an authority: port "a" is no port (found by the oracle)
     "1a:b",  # first segment of a relative reference may not hold ":" (§4.2 path-noscheme)
     ":a",
     "-a:b",

@@ -21,14 +21,13 @@ import msgspec
 
 from eventaudit.events._accel import speedups as _speedups
 from eventaudit.events.errors import CloudEventError, EventTooLargeError, Failure
-from eventaudit.events.event import CORE_ATTRIBUTES, EMPTY_EXTENSIONS, CloudEvent, Extensions
+from eventaudit.events.event import EMPTY_EXTENSIONS, CloudEvent, Extensions
 
 CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 
 _FORMAT = "formats/json-format.md"
 _DATA = f"{_FORMAT}#31-handling-of-data"
-_KNOWN: Final = CORE_ATTRIBUTES | {"data", "data_base64"}
 _INF = float("inf")
 _decoder = msgspec.json.Decoder(float_hook=lambda text: _float(text))
 _plain_decoder = msgspec.json.Decoder()
