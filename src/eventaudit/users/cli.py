@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from types import FrameType
@@ -16,6 +17,9 @@ from typing import Any
 
 from eventaudit import argtypes
 from eventaudit.users.settings import SINK_MODES, SettingsError, UsersSettings
+
+METRICS_PORT = 9464
+"""Where ``eventaudit relay`` serves its operator routes unless told otherwise (0: nowhere)."""
 
 
 def add_users_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,6 +61,19 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=argtypes.positive,
         metavar="POSITION",
         help="make parked events pending again (all, or those at POSITION…) and exit",
+    )
+    parser.add_argument(
+        "--host",
+        dest="metrics_host",
+        default="127.0.0.1",
+        help="address of the relay's /healthz, /readyz and /metrics (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port_or_off,
+        default=METRICS_PORT,
+        help=f"port of /healthz, /readyz (database reachable) and /metrics (sent, parked, backlog, lag); "
+        f"0 serves none of them (default {METRICS_PORT}, the Prometheus exporters' conventional port)",
     )
     parser.set_defaults(run=run_relay)
     return parser
@@ -177,7 +194,8 @@ def run_relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"{count} parked event{'s' if count != 1 else ''} made pending again")
             return 0
         print(f"relay delivering to {settings.sink} ({settings.sink_mode})", file=sys.stderr, flush=True)
-        asyncio.run(_relay_until_stopped(settings, engine))
+        metrics_at = (args.metrics_host, args.metrics_port) if args.metrics_port else None
+        asyncio.run(_relay_until_stopped(settings, engine, metrics_at))
         return 0
     except SQLAlchemyError as exc:
         print(f"eventaudit relay: the database at {db.redact(settings.db)} failed: {db.describe(exc)}", file=sys.stderr)
@@ -186,7 +204,7 @@ def run_relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         engine.dispose()
 
 
-async def _relay_until_stopped(settings: UsersSettings, engine: Any) -> None:
+async def _relay_until_stopped(settings: UsersSettings, engine: Any, metrics_at: tuple[str, int] | None) -> None:
     from eventaudit import db
     from eventaudit.transport.http import HTTPSender
     from eventaudit.users.app import relay_options
@@ -202,10 +220,83 @@ async def _relay_until_stopped(settings: UsersSettings, engine: Any) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, relay.stop)
+    monitor = None
     try:
+        monitor = await _start_monitor(settings, relay, metrics_at)
         await relay.run()
     finally:
+        if monitor is not None:
+            await monitor.stop()
         await sender.close()
+
+
+class _Monitor:
+    """The relay's ``/healthz``, ``/readyz`` and ``/metrics``, served beside it in its event loop."""
+
+    def __init__(self, server: Any, task: asyncio.Task[Any], uow: Any) -> None:
+        self.server, self.task, self.uow = server, task, uow
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+        self.uow.dispose()
+
+
+async def _start_monitor(settings: UsersSettings, relay: Any, at: tuple[str, int] | None) -> _Monitor | None:
+    """Serve the relay's operator routes on ``at`` (host, port); ``None`` when ``at`` is.
+
+    A SIGTERM reaches both the relay (its loop handler) and uvicorn's own. Raises ``SystemExit(2)``
+    when the port cannot be served, before anything is relayed.
+    """
+    if at is None:
+        return None
+    from fastapi import FastAPI
+
+    from eventaudit import __version__, db, httpserver, operations, problems
+    from eventaudit.problems import ProblemError
+    from eventaudit.users import repository
+    from eventaudit.users.relay import set_backlog_metrics
+    from eventaudit.users.service import UnitOfWork, now_micros
+
+    uow = UnitOfWork(relay.engine, db.create(settings.db, pool_size=1))
+
+    async def refresh_backlog() -> None:
+        try:
+            backlog = await asyncio.to_thread(uow.read, repository.backlog)
+        except ProblemError:
+            return  # the database is away: the gauges keep their last values
+        set_backlog_metrics(relay.metrics, backlog, now_micros())
+
+    app = FastAPI(title="eventaudit relay", version=__version__, openapi_url=None)
+    problems.install(app)
+    app.include_router(
+        operations.router(
+            uow.ping,
+            relay.metrics.registry,
+            refresh=refresh_backlog,
+            metrics_summary="Prometheus metrics: events sent and parked, the outbox backlog and lag",
+        )
+    )
+    server = httpserver.server(app, *at, graceful_seconds=5)
+
+    async def serve() -> None:
+        with contextlib.suppress(SystemExit):  # how uvicorn says it could not start; a task must not raise it
+            await server.serve()
+
+    task = asyncio.create_task(serve(), name="relay-metrics")
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if not server.started:
+        uow.dispose()
+        await task
+        print(f"eventaudit relay: cannot serve /metrics on {at[0]}:{at[1]}", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"relay metrics on http://{at[0]}:{at[1]}/metrics", file=sys.stderr, flush=True)
+    return _Monitor(server, task, uow)
+
+
+def _port_or_off(text: str) -> int:
+    return 0 if text.strip() == "0" else argtypes.port(text)
 
 
 def _print_parked(rows: list[Any]) -> int:
