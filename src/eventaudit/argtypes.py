@@ -47,3 +47,17 @@ def milliseconds(text: str) -> float:
     if not 0 <= value <= 1000:
         raise argparse.ArgumentTypeError("must be between 0 and 1000 ms")
     return value / 1000
+
+
+def kafka_option(text: str) -> tuple[str, str]:
+    """A librdkafka setting, ``KEY=VALUE`` (e.g. ``security.protocol=SASL_SSL``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or " " in key.strip():
+        raise argparse.ArgumentTypeError(f"a Kafka option is KEY=VALUE (a librdkafka setting), not {text!r}")
+    return key.strip(), value
+
+
+KAFKA_OPTION_HELP = (
+    "a librdkafka setting passed to the Kafka clients, e.g. security.protocol=SASL_SSL, "
+    "sasl.mechanism=SCRAM-SHA-256, sasl.username=…, sasl.password=…, ssl.ca.location=…; repeatable"
+)

@@ -166,6 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra time a commit waits for more events once it has some (default 0: a commit takes "
         "whatever arrived while the one before it was being written)",
     )
+    audit.add_argument(
+        "--kafka-bootstrap",
+        metavar="HOST:PORT[,HOST:PORT]",
+        help="also consume CloudEvents from Kafka: these brokers (default: no consumer, HTTP only)",
+    )
+    audit.add_argument(
+        "--kafka-topic", default="audit", help="the topic to consume (default audit; dead letters go to TOPIC.dlq)"
+    )
+    audit.add_argument("--kafka-group", default="audit-group-id", help="the consumer group (default audit-group-id)")
+    audit.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        type=argtypes.kafka_option,
+        metavar="KEY=VALUE",
+        help=argtypes.KAFKA_OPTION_HELP,
+    )
     audit.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
     audit.add_argument(
         "--log-level",
@@ -235,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="run the whole system in one process: users, relay and audit (development)",
         description="Development all-in-one: the users service on --users-port, the audit service on "
-        "--audit-port, and the relay between them (transport http), with SQLite files under --data. "
+        "--audit-port, and the relay between them, with SQLite files under --data. With --transport http "
+        "(default) the relay POSTs to the audit service; with --transport kafka it produces to the topic "
+        "audit and the audit service consumes it (group audit-group-id), through --kafka-bootstrap, or else a "
+        "development broker (Tansu, messages in memory only) started on --kafka-port. "
         "Prints where each part listens, the audit read token, and a curl to try. Ctrl-C stops it.",
     )
     up.add_argument("--host", default="127.0.0.1", help="address both services listen on (default 127.0.0.1)")
@@ -243,6 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--audit-port", type=argtypes.port, default=8080, help="audit service port (default 8080)")
     up.add_argument("--data", default="data", help="folder of the SQLite files (default ./data)")
     up.add_argument("--read-token", help="the audit read token (default: generated and printed)")
+    up.add_argument(
+        "--transport", choices=["http", "kafka"], default="http", help="how events travel from relay to audit"
+    )
+    up.add_argument(
+        "--kafka-bootstrap",
+        metavar="HOST:PORT[,HOST:PORT]",
+        help="with --transport kafka: these brokers (default: start a development broker)",
+    )
+    up.add_argument(
+        "--kafka-port", type=argtypes.port, default=9092, help="port of the development broker (default 9092)"
+    )
+    up.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        type=argtypes.kafka_option,
+        metavar="KEY=VALUE",
+        help=argtypes.KAFKA_OPTION_HELP,
+    )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(run=_run_up)
 
@@ -291,6 +330,10 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         allowed_origins=tuple(args.allowed_origin) or ("*",),
         allowed_rate=args.allowed_rate,
         commit_window=args.commit_window_ms,
+        kafka_bootstrap=args.kafka_bootstrap,
+        kafka_topic=args.kafka_topic,
+        kafka_group=args.kafka_group,
+        kafka_options=dict(args.kafka_option),
     )
     try:
         settings.check()
@@ -304,12 +347,24 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if generated:
         print(f"read token (generated, shown once): {tokens[0]}", file=sys.stderr, flush=True)
     print(f"audit service on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr, flush=True)
+    if settings.kafka_bootstrap:
+        print(
+            f"consuming Kafka topic {settings.kafka_topic} at {settings.kafka_bootstrap} "
+            f"in group {settings.kafka_group} (dead letters to {settings.kafka_topic}.dlq)",
+            file=sys.stderr,
+            flush=True,
+        )
     signal.signal(signal.SIGTERM, _stopped)
     from eventaudit import httpserver
     from eventaudit.audit.app import create_app
 
     httpserver.configure_logging(args.log_level)
-    httpserver.serve(create_app(settings), settings.host, settings.port)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        print(f"eventaudit audit: {exc}", file=sys.stderr)
+        return 2
+    httpserver.serve(app, settings.host, settings.port)
     return 0
 
 
@@ -341,14 +396,10 @@ def _migrate(url: str, log_level: str) -> int:
 def _run_up(args: argparse.Namespace, _parser: argparse.ArgumentParser) -> int:
     from pathlib import Path
 
-    from eventaudit import db, httpserver
-    from eventaudit.audit import migrate as audit_migrate
-    from eventaudit.audit.app import create_app as create_audit
-    from eventaudit.audit.settings import AuditSettings, SettingsError
-    from eventaudit.users import migrate as users_migrate
-    from eventaudit.users.app import create_app as create_users
+    from eventaudit import httpserver
+    from eventaudit.audit.settings import SettingsError
+    from eventaudit.broker import BrokerError, DevBroker
     from eventaudit.users.settings import SettingsError as UsersSettingsError
-    from eventaudit.users.settings import UsersSettings
 
     httpserver.configure_logging(args.log_level)
     data = Path(args.data)
@@ -356,18 +407,73 @@ def _run_up(args: argparse.Namespace, _parser: argparse.ArgumentParser) -> int:
     audit_url = f"http://{args.host}:{args.audit_port}"
     users_url = f"http://{args.host}:{args.users_port}"
     audit_db, users_db = f"sqlite:///{data / 'audit.db'}", f"sqlite:///{data / 'users.db'}"
+    options = dict(args.kafka_option)
+    broker: DevBroker | None = None
+    bootstrap: str | None = None
+    sink, route = audit_url + "/", f"users outbox -> {audit_url}/"
+    if args.transport == "kafka":
+        bootstrap = args.kafka_bootstrap
+        if bootstrap is None:
+            data.mkdir(parents=True, exist_ok=True)
+            broker = DevBroker("127.0.0.1", args.kafka_port, log=data / "tansu.log")
+            try:
+                broker.start()
+            except BrokerError as exc:
+                print(f"eventaudit up: {exc}", file=sys.stderr)
+                return 2
+            bootstrap = broker.bootstrap
+        sink = f"kafka://{bootstrap}/audit"
+        route = f"users outbox -> Kafka topic audit at {bootstrap} -> audit consumer (group audit-group-id)"
+        if broker is not None:
+            route += (
+                f"\n         the broker is a development one (Tansu, log in {data}/tansu.log): it keeps messages "
+                "in memory only, so they are gone when it stops"
+            )
     try:
-        audit_settings = AuditSettings(
-            host=args.host, port=args.audit_port, db=audit_db, read_tokens=(token,), migrate=False
-        )
-        users_settings = UsersSettings(
-            host=args.host, port=args.users_port, db=users_db, sink=audit_url + "/", migrate=False
-        )
-        audit_settings.check()
-        users_settings.check()
+        return _up(args, data, token, audit_db, users_db, sink, route, bootstrap, options, users_url, audit_url)
     except (SettingsError, UsersSettingsError) as exc:
         print(f"eventaudit up: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _up(
+    args: argparse.Namespace,
+    data: Path,
+    token: str,
+    audit_db: str,
+    users_db: str,
+    sink: str,
+    route: str,
+    bootstrap: str | None,
+    options: dict[str, str],
+    users_url: str,
+    audit_url: str,
+) -> int:
+    from eventaudit import db, httpserver
+    from eventaudit.audit import migrate as audit_migrate
+    from eventaudit.audit.app import create_app as create_audit
+    from eventaudit.audit.settings import AuditSettings
+    from eventaudit.users import migrate as users_migrate
+    from eventaudit.users.app import create_app as create_users
+    from eventaudit.users.settings import UsersSettings
+
+    audit_settings = AuditSettings(
+        host=args.host,
+        port=args.audit_port,
+        db=audit_db,
+        read_tokens=(token,),
+        migrate=False,
+        kafka_bootstrap=bootstrap,
+        kafka_options=options,
+    )
+    users_settings = UsersSettings(
+        host=args.host, port=args.users_port, db=users_db, sink=sink, kafka_options=options, migrate=False
+    )
+    audit_settings.check()
+    users_settings.check()
     # One after the other: Alembic keeps its migration context in a module global.
     for upgrade, url in ((audit_migrate.upgrade, audit_db), (users_migrate.upgrade, users_db)):
         engine = db.create(url, writer=True)
@@ -376,10 +482,10 @@ def _run_up(args: argparse.Namespace, _parser: argparse.ArgumentParser) -> int:
     audit = create_audit(audit_settings)
     users = create_users(users_settings)
     print(
-        f"""eventaudit {__version__} is up (transport http, SQLite files in {data}/)
+        f"""eventaudit {__version__} is up (transport {args.transport}, SQLite files in {data}/)
   users  {users_url}   POST /v1/users · GET /v1/users · API docs {users_url}/docs
   audit  {audit_url}   GET /v1/events · API docs {audit_url}/docs
-  relay  users outbox -> {audit_url}/
+  relay  {route}
   audit read token: {token}
 
 Try the write-up's request, then look at the audit log:

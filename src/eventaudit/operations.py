@@ -12,6 +12,10 @@ from starlette.responses import Response
 from eventaudit.problems import ProblemError
 
 
+class NotReadyError(RuntimeError):
+    """A part the service needs is not working; the message says which and why (the 503's detail)."""
+
+
 def router(
     ping: Callable[[], None],
     registry: CollectorRegistry,
@@ -20,6 +24,9 @@ def router(
     metrics_summary: str = "Prometheus metrics",
 ) -> APIRouter:
     """``/healthz`` (the process answers), ``/readyz`` (``ping`` returns), ``/metrics`` (``registry``).
+
+    ``ping`` raises :class:`NotReadyError` to say what is not ready; any other exception means the
+    database is unavailable.
 
     ``refresh`` runs before each scrape, to update gauges that are read from the database.
     """
@@ -33,6 +40,8 @@ def router(
     async def readyz() -> dict[str, str]:
         try:
             await run_in_threadpool(ping)
+        except NotReadyError as exc:
+            raise ProblemError(503, str(exc), slug="not-ready") from None
         except Exception as exc:
             raise ProblemError(
                 503, f"the database is unavailable ({exc.__class__.__name__})", slug="not-ready"

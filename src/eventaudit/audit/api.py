@@ -8,7 +8,7 @@ import binascii
 import contextlib
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -131,14 +131,20 @@ def _decode_cursor(cursor: str, order: str) -> int:
 _Filter = Annotated[EventFilter, Depends(filters)]
 
 
-def router(settings: AuditSettings, store: AuditStore, metrics: AuditMetrics, notifier: Notifier) -> APIRouter:
-    """The read, health and metrics routes."""
+def router(
+    settings: AuditSettings,
+    store: AuditStore,
+    metrics: AuditMetrics,
+    notifier: Notifier,
+    ready: Callable[[], None] | None = None,
+) -> APIRouter:
+    """The read, health and metrics routes; ``ready`` (default: the database answers) backs ``/readyz``."""
 
     def reader(request: Request) -> None:
         auth.require(request, settings.read_tokens, "reading the audit log")
 
     reads = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(reader)])
-    ops = operations.router(store.ping, metrics.registry)
+    ops = operations.router(ready or store.ping, metrics.registry)
 
     @reads.get("/events", summary="Find events (newest or oldest first), a page at a time")
     async def find(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -13,8 +14,11 @@ from eventaudit import __version__, db, problems
 from eventaudit.audit import api, ingest_http, migrate
 from eventaudit.audit.metrics import AuditMetrics
 from eventaudit.audit.service import GroupCommitter
-from eventaudit.audit.settings import AuditSettings
+from eventaudit.audit.settings import AuditSettings, SettingsError
 from eventaudit.audit.store import AuditStore
+
+if TYPE_CHECKING:
+    from eventaudit.audit.ingest_kafka import KafkaIngest
 
 _log = logging.getLogger(__name__)
 
@@ -32,6 +36,12 @@ def create_app(settings: AuditSettings) -> FastAPI:
     reader = writer if db.is_sqlite(writer) and ":memory:" in settings.db else db.create(settings.db)
     store = AuditStore(writer, reader)
     committer = GroupCommitter(store, metrics, window=settings.commit_window, max_events=settings.max_group_events)
+    consumer = None if settings.kafka_bootstrap is None else _kafka_ingest(settings, committer, metrics)
+
+    def ready() -> None:
+        store.ping()
+        if consumer is not None:
+            consumer.check_ready()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -48,10 +58,14 @@ def create_app(settings: AuditSettings) -> FastAPI:
         committer.on_commit = wake_tails
         committer.start()
         metrics.last_seq.set(await asyncio.to_thread(store.last_seq))
+        if consumer is not None:
+            consumer.start()
         _log.info("audit log at %s ready", db.redact(settings.db))
         try:
             yield
         finally:
+            if consumer is not None:  # first: it finishes its round through the committer
+                await asyncio.to_thread(consumer.stop)
             await asyncio.to_thread(committer.close)
             writer.dispose()
             reader.dispose()
@@ -69,8 +83,31 @@ def create_app(settings: AuditSettings) -> FastAPI:
     # Outermost, before FastAPI's own middleware: ingest is the hot path and needs none of it.
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: ingest_http.FastIngest(build_stack(), endpoint)  # type: ignore[method-assign]
-    app.include_router(api.router(settings, store, metrics, notifier))
+    app.include_router(api.router(settings, store, metrics, notifier, ready))
     app.state.store = store
+    app.state.kafka = consumer
     app.state.metrics = metrics
     app.state.on_stop = [notifier.close]  # httpserver.Server: live tails end when the server begins to stop
     return app
+
+
+def _kafka_ingest(settings: AuditSettings, committer: GroupCommitter, metrics: AuditMetrics) -> KafkaIngest:
+    from confluent_kafka import KafkaException
+
+    from eventaudit.audit.ingest_kafka import KafkaIngest, KafkaIngestSettings
+
+    assert settings.kafka_bootstrap is not None
+    try:
+        return KafkaIngest(
+            KafkaIngestSettings(
+                bootstrap=settings.kafka_bootstrap,
+                topic=settings.kafka_topic,
+                group=settings.kafka_group,
+                options=settings.kafka_options,
+                max_size=settings.max_body,
+            ),
+            committer,
+            metrics,
+        )
+    except KafkaException as exc:
+        raise SettingsError(f"--kafka-option: {exc.args[0].str()}") from None

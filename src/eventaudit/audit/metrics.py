@@ -41,3 +41,24 @@ class AuditMetrics:
         )
         self.queue_depth = Gauge("eventaudit_commit_queue_requests", "Requests waiting for a commit.", registry=r)
         self.last_seq = Gauge("eventaudit_last_seq", "Seq of the newest stored event.", registry=r)
+        # The Kafka consumer (when --kafka-bootstrap is given).
+        self.kafka_records = Counter(
+            "eventaudit_kafka_records", "Kafka records read, by what became of them.", ["outcome"], registry=r
+        )
+        self.kafka_dlq = Counter(
+            "eventaudit_kafka_dlq_records", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=r
+        )
+        self.kafka_lag = Gauge(
+            "eventaudit_kafka_consumer_lag",
+            "Records behind the end of each assigned partition (from librdkafka's statistics; a broker that "
+            "reports the high watermark as the last batch's base offset, like Tansu 0.6, makes it up to a "
+            "batch too low).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.kafka_assigned = Gauge(
+            "eventaudit_kafka_assigned_partitions", "Partitions this consumer holds.", registry=r
+        )
+        self.kafka_retries = Counter(
+            "eventaudit_kafka_store_retries", "Batches tried again because the database was unavailable.", registry=r
+        )

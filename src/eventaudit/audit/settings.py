@@ -28,9 +28,12 @@ class AuditSettings:
     lock_timeout: float = 5.0
     max_group_events: int = 10_000
     migrate: bool = True
+    #: Brokers of the Kafka consumer (``HOST:PORT[,HOST:PORT]``); ``None`` runs no consumer.
     kafka_bootstrap: str | None = None
     kafka_topic: str = "audit"
     kafka_group: str = "audit-group-id"
+    #: librdkafka settings (security: SASL, TLS), passed through to the consumer and the DLQ producer.
+    kafka_options: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -48,6 +51,16 @@ class AuditSettings:
             raise SettingsError("--commit-window-ms must be between 0 and 1000")
         if not 0 < self.lock_timeout <= 600:
             raise SettingsError("the lock timeout must be more than 0 and at most 600 seconds")
+        if self.kafka_bootstrap is not None:
+            from eventaudit.transport.kafka import KafkaURLError, check_bootstrap, check_topic
+
+            try:
+                check_bootstrap(self.kafka_bootstrap)
+                check_topic(self.kafka_topic)
+            except KafkaURLError as exc:
+                raise SettingsError(f"--kafka-bootstrap/--kafka-topic: {exc}") from None
+            if not self.kafka_group.strip():
+                raise SettingsError("--kafka-group must not be empty")
         if any(len(token) < 16 for token in (*self.read_tokens, *filter(None, [self.ingest_token]))):
             raise SettingsError("tokens must be at least 16 characters long")
 

@@ -7,6 +7,6 @@ or rejected for good (the receiver says the event itself is bad). Callers decide
 what to do with each; the transport does not retry on its own.
 """
 
-from eventaudit.transport.outcome import Delivered, Outcome, Rejected, RetryLater, Sender
+from eventaudit.transport.outcome import Delivered, Outcome, PipelinedSender, Rejected, RetryLater, Sender
 
-__all__ = ["Delivered", "Outcome", "Rejected", "RetryLater", "Sender"]
+__all__ = ["Delivered", "Outcome", "PipelinedSender", "Rejected", "RetryLater", "Sender"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from eventaudit.events import CloudEvent
 
@@ -55,4 +55,13 @@ class Sender(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class PipelinedSender(Sender, Protocol):
+    """A sender that sends many events at once and reports on each (Kafka: one record per event)."""
+
+    async def send_each(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Deliver ``events``; one outcome per event, in the same order. Never raises for a delivery problem."""
         ...

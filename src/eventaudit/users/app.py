@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from eventaudit import __version__, db, problems
-from eventaudit.transport.http import HTTPSender
+from eventaudit.transport import Sender
+from eventaudit.transport.sinks import open_sender
 from eventaudit.users import api, migrate
 from eventaudit.users.metrics import UsersMetrics
 from eventaudit.users.relay import Relay, RelayOptions
@@ -47,9 +48,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
             await asyncio.to_thread(migrate.upgrade, writer)
         db.bound_lock_waits(writer, settings.lock_timeout)
         writer.dispose()  # a migration may wait for locks as long as it must; from here on writes may not
-        sender = HTTPSender(
-            settings.sink, mode=settings.sink_mode, token=settings.sink_token, timeout=settings.relay_timeout
-        )
+        sender = open_sender_for(settings)
         task = None
         if settings.relay:
             relay = Relay(writer, sender, relay_options(settings), metrics)
@@ -95,4 +94,15 @@ def relay_options(settings: UsersSettings) -> RelayOptions:
         retry_max=settings.retry_max,
         keep_sent=settings.keep_sent,
         batch_mode=settings.sink_mode == "batch",
+    )
+
+
+def open_sender_for(settings: UsersSettings) -> Sender:
+    """The relay's sender for ``settings.sink`` (HTTP or Kafka)."""
+    return open_sender(
+        settings.sink,
+        mode=settings.sink_mode,
+        token=settings.sink_token,
+        timeout=settings.relay_timeout,
+        kafka_options=settings.kafka_options,
     )

@@ -86,7 +86,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="sqlite:///PATH or postgresql://… (default sqlite:///data/users.db)",
     )
     parser.add_argument(
-        "--sink", default="http://127.0.0.1:8080/", help="where the relay delivers (default http://127.0.0.1:8080/)"
+        "--sink",
+        default="http://127.0.0.1:8080/",
+        help="where the relay delivers: the audit service (http://…, default http://127.0.0.1:8080/) or a Kafka "
+        "topic (kafka://HOST:PORT[,HOST:PORT]/TOPIC, topic default audit; key = user id, acks=all, idempotent)",
+    )
+    parser.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        type=argtypes.kafka_option,
+        metavar="KEY=VALUE",
+        help=argtypes.KAFKA_OPTION_HELP,
     )
     parser.add_argument(
         "--source",
@@ -94,7 +105,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="the source of every event, a URI-reference (default /eventaudit/users)",
     )
     parser.add_argument(
-        "--sink-mode", choices=list(SINK_MODES), default="binary", help="HTTP content mode (default binary)"
+        "--sink-mode",
+        choices=list(SINK_MODES),
+        default="binary",
+        help="content mode (default binary; batch is HTTP only)",
     )
     parser.add_argument(
         "--sink-token", "--ingest-token", metavar="TOKEN", help="bearer token for the sink (its --ingest-token)"
@@ -136,6 +150,7 @@ def settings_of(args: argparse.Namespace) -> UsersSettings:
         source=args.source,
         sink_mode=args.sink_mode,
         sink_token=args.sink_token,
+        kafka_options=dict(args.kafka_option),
         relay_batch=args.relay_batch,
         relay_lease=args.relay_lease,
         relay_timeout=args.sink_timeout,
@@ -206,16 +221,13 @@ def run_relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 async def _relay_until_stopped(settings: UsersSettings, engine: Any, metrics_at: tuple[str, int] | None) -> None:
     from eventaudit import db
-    from eventaudit.transport.http import HTTPSender
-    from eventaudit.users.app import relay_options
+    from eventaudit.users.app import open_sender_for, relay_options
     from eventaudit.users.metrics import UsersMetrics
     from eventaudit.users.relay import Relay
 
     db.bound_lock_waits(engine, settings.lock_timeout)
     engine.dispose()
-    sender = HTTPSender(
-        settings.sink, mode=settings.sink_mode, token=settings.sink_token, timeout=settings.relay_timeout
-    )
+    sender = open_sender_for(settings)
     relay = Relay(engine, sender, relay_options(settings), UsersMetrics())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from eventaudit.events import CloudEvent, CloudEventError
 from eventaudit.events.formats import json as json_format
-from eventaudit.transport import Delivered, Outcome, Rejected, RetryLater, Sender
+from eventaudit.transport import Delivered, Outcome, PipelinedSender, Rejected, RetryLater, Sender
 from eventaudit.users import repository
 from eventaudit.users.metrics import UsersMetrics
 from eventaudit.users.repository import Backlog, OutboxRow
@@ -165,6 +165,9 @@ class Relay:
                 events.append((row, json_format.decode(row.event)))
             except CloudEventError as exc:
                 outcomes.parked.append((row, f"the stored event cannot be decoded: {exc}"))
+        if isinstance(self.sender, PipelinedSender) and events:
+            _fold(events, await self.sender.send_each([event for _, event in events]), outcomes)
+            return outcomes
         if self.options.batch_mode and events:
             outcome = await self.sender.send([event for _, event in events])
             if isinstance(outcome, Delivered):
@@ -273,6 +276,21 @@ def _note(row: OutboxRow, outcome: Outcome, outcomes: _Outcomes) -> bool:
         return True
     outcomes.retry.append((row, outcome))
     return False
+
+
+def _fold(events: list[tuple[OutboxRow, CloudEvent]], results: Sequence[Outcome], outcomes: _Outcomes) -> None:
+    """Per-event outcomes of a pipelined send, read user by user in order.
+
+    After a user's first event to be retried, that user's later events count as untried even where
+    the sink took them: they are sent again behind it (the receiver deduplicates), so the user's
+    events are marked sent only in order.
+    """
+    blocked: set[str] = set()
+    for (row, _), outcome in zip(events, results, strict=True):
+        if row.user_id in blocked:
+            outcomes.untried.append(row)
+        elif not _note(row, outcome, outcomes):
+            blocked.add(row.user_id)
 
 
 def _retry_heads(events: list[tuple[OutboxRow, CloudEvent]], retry: RetryLater, outcomes: _Outcomes) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
 from eventaudit.events import CloudEvent, CloudEventError
-from eventaudit.transport.http import check_url
+from eventaudit.transport.sinks import SinkMode, check_sink
 
-SinkMode = Literal["binary", "structured", "batch"]
 SINK_MODES: tuple[SinkMode, ...] = ("binary", "structured", "batch")
 
 
@@ -25,11 +23,13 @@ class UsersSettings:
     db: str = "sqlite:///data/users.db"
     #: The ``source`` of every event (a URI-reference).
     source: str = "/eventaudit/users"
-    #: Where the relay delivers the outbox.
+    #: Where the relay delivers the outbox: the audit service (``http(s)://``) or a topic (``kafka://``).
     sink: str = "http://127.0.0.1:8080/"
     sink_mode: SinkMode = "binary"
     #: Bearer token for the sink (the audit service's ``--ingest-token``).
     sink_token: str | None = None
+    #: librdkafka settings for a ``kafka://`` sink (security: SASL, TLS), passed through.
+    kafka_options: dict[str, str] = field(default_factory=dict)
     #: Run the relay inside the users process.
     relay: bool = True
     migrate: bool = True
@@ -58,14 +58,12 @@ class UsersSettings:
             CloudEvent.create(type="user.created", source=self.source)
         except CloudEventError as exc:
             raise SettingsError(f"--source must be a URI-reference: {exc}") from None
-        if self.sink.startswith("kafka://"):
-            raise SettingsError("--sink kafka://… is not supported yet; use an http:// or https:// URL")
-        try:
-            check_url(self.sink)
-        except ValueError as exc:
-            raise SettingsError(f"--sink: {exc}") from None
         if self.sink_mode not in SINK_MODES:
             raise SettingsError(f"--sink-mode must be one of {', '.join(SINK_MODES)}, not {self.sink_mode!r}")
+        try:
+            check_sink(self.sink, self.sink_mode, self.kafka_options)
+        except ValueError as exc:
+            raise SettingsError(f"--sink: {exc}") from None
         for name in ("max_body", "max_name_length", "max_password_length", "relay_batch"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.replace('_', '-')} must be at least 1")
