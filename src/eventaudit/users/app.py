@@ -14,6 +14,7 @@ from eventaudit import __version__, db, problems
 from eventaudit.transport import Sender
 from eventaudit.transport.sinks import open_sender
 from eventaudit.users import api, migrate
+from eventaudit.users.fast_read import FastRead
 from eventaudit.users.metrics import UsersMetrics
 from eventaudit.users.relay import Relay, RelayOptions
 from eventaudit.users.service import UnitOfWork, UserService
@@ -78,6 +79,9 @@ def create_app(settings: UsersSettings) -> FastAPI:
     )
     problems.install(app)
     app.include_router(api.router(settings, uow, service, metrics, on_change=wake_relay))
+    # Outermost, before FastAPI's own middleware: reading one user is the hot path and needs none of it.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: FastRead(build_stack(), uow)  # type: ignore[method-assign]
     app.state.uow = uow
     app.state.metrics = metrics
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, literal, or_, select, tuple_, update
 
 from eventaudit.users.models import PARKED, PENDING, SENT, outbox, users
 
@@ -52,10 +52,13 @@ def add_user(conn: Connection, user: UserRow) -> None:
     conn.execute(insert(users).values(**vars(user)))
 
 
+_GET_USER = select(users).where(users.c.id == bindparam("user_id"))
+_LOCK_USER = _GET_USER.with_for_update()
+
+
 def get_user(conn: Connection, user_id: str, *, lock: bool = False) -> UserRow | None:
     """The user, or ``None``; ``lock`` holds its row until the transaction ends (PostgreSQL ``FOR UPDATE``)."""
-    query = select(users).where(users.c.id == user_id)
-    row = conn.execute(query.with_for_update() if lock else query).one_or_none()
+    row = conn.execute(_LOCK_USER if lock else _GET_USER, {"user_id": user_id}).one_or_none()
     return None if row is None else UserRow(**row._mapping)
 
 
