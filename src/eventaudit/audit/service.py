@@ -89,14 +89,9 @@ class GroupCommitter:
             StoreUnavailableError: the database failed; nothing of ``events`` was stored.
             ShuttingDownError: the service is stopping.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Stored] = loop.create_future()
-
-        def done(outcome: Stored | BaseException) -> None:
-            loop.call_soon_threadsafe(_settle, future, outcome)
-
-        self.submit_threadsafe(events, transport, done)
-        return await future
+        answer = _FutureAnswer(asyncio.get_running_loop())
+        self.submit_threadsafe(events, transport, answer)
+        return await answer.future
 
     def submit_threadsafe(
         self, events: Sequence[CloudEvent], transport: str, done: Callable[[Stored | BaseException], None]
@@ -177,21 +172,58 @@ class GroupCommitter:
             return
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         self._metrics.group_events.observe(sum(len(p.events) for p in group))
+        stored: dict[str, int] = {}
+        duplicates: dict[str, int] = {}
         last = 0
+        settles: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Stored], Stored]]] = {}
+        inline: list[tuple[_Pending, Stored]] = []
         for pending, seqs in zip(group, results, strict=True):
             outcome = Stored(seqs)
-            self._metrics.ingested.labels(pending.transport).inc(outcome.stored)
-            if outcome.duplicates:
-                self._metrics.duplicates.labels(pending.transport).inc(outcome.duplicates)
-            last = max([last, *(s for s in seqs if s is not None)])
-            _answer(pending, outcome)
+            new = outcome.stored
+            stored[pending.transport] = stored.get(pending.transport, 0) + new
+            if new < len(seqs):
+                duplicates[pending.transport] = duplicates.get(pending.transport, 0) + len(seqs) - new
+            last = max(last, max((s for s in seqs if s is not None), default=0))
+            if isinstance(pending.done, _FutureAnswer):  # answered below, one wake-up per event loop
+                settles.setdefault(pending.done.loop, []).append((pending.done.future, outcome))
+            else:
+                inline.append((pending, outcome))
+        for transport, count in stored.items():
+            self._metrics.ingested.labels(transport).inc(count)
+        for transport, count in duplicates.items():
+            self._metrics.duplicates.labels(transport).inc(count)
         if last:
             self._metrics.last_seq.set(last)
-            if self.on_commit is not None:
-                try:
-                    self.on_commit(last)
-                except Exception:  # the writer thread must outlive a failing listener
-                    _log.exception("on_commit listener failed")
+        for pending, outcome in inline:  # answered once the metrics count them
+            _answer(pending, outcome)
+        for loop, answers in settles.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, answers)
+            except RuntimeError:  # its event loop is closed: nobody is waiting any more
+                _log.warning("could not answer %d requests: their event loop is gone", len(answers))
+        if last and self.on_commit is not None:
+            try:
+                self.on_commit(last)
+            except Exception:  # the writer thread must outlive a failing listener
+                _log.exception("on_commit listener failed")
+
+
+class _FutureAnswer:
+    """The ``done`` of :meth:`GroupCommitter.submit`: settles a future on its event loop.
+
+    The writer recognises it and settles all the futures of one commit with a single
+    ``call_soon_threadsafe``: one wake-up of the event loop (and one hand-over of the GIL)
+    per commit instead of one per request.
+    """
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Stored] = loop.create_future()
+
+    def __call__(self, outcome: Stored | BaseException) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.future, outcome)
 
 
 def _answer(pending: _Pending, outcome: Stored | BaseException) -> None:
@@ -200,6 +232,11 @@ def _answer(pending: _Pending, outcome: Stored | BaseException) -> None:
         pending.done(outcome)
     except Exception:
         _log.warning("could not answer a request (its event loop is gone?)", exc_info=True)
+
+
+def _settle_all(answers: list[tuple[asyncio.Future[Stored], Stored]]) -> None:
+    for future, outcome in answers:
+        _settle(future, outcome)
 
 
 def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
