@@ -45,6 +45,7 @@ format: $(STAMP)
 bench: $(STAMP)  ## benchmarks next to their baselines; see docs/benchmarks.md (bench.ingest needs wrk)
 	$(BIN)/python -m bench.codec
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.users
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs uv: pip install uv)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
