@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from eventaudit.broker import BrokerError, DevBroker, tansu_binary
 from tests.conftest import require
 from tests.integration.audit.conftest import AuditServer, start_audit, wait_until
+from tests.integration.conftest import db_url, pg_url, sqlite_url  # noqa: F401 (fixtures: SQLite and PostgreSQL)
 from tests.integration.servers import free_port
 
 pytestmark = pytest.mark.kafka

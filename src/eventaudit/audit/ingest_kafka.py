@@ -333,7 +333,7 @@ class KafkaIngest:
     def _on_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._brokers_up = False
-        _log.warning("Kafka: %s", error)
+        kafka_transport.client_log.warning("Kafka consumer: %s", error)
 
     def _on_stats(self, raw: str) -> None:
         try:

@@ -13,6 +13,7 @@ default. An event counts as delivered only once the broker acknowledged it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -34,8 +35,29 @@ DEFAULT_TOPIC: Final = "audit"
 DEFAULT_PARTITIONS: Final = 3
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _log = logging.getLogger(__name__)
-#: librdkafka's own log lines go to this logger.
+
+
+class _OncePerMinute(logging.Filter):
+    """Lets a message through once a minute: librdkafka repeats a connection failure every second or so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = re.sub(r"\d+", "#", record.getMessage())
+        now = time.monotonic()
+        if now - self._seen.get(key, -60.0) < 60.0:
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = now
+        return True
+
+
+#: librdkafka's own log lines, and the errors its clients report, go to this logger (repeats muted for a minute).
 client_log = logging.getLogger("eventaudit.kafka.client")
+client_log.addFilter(_OncePerMinute())
 
 # Errors that say the record itself cannot be written: sending it again will not help.
 _REJECTED = frozenset(
@@ -208,7 +230,9 @@ class KafkaSender:
         self.mode = mode
         self._timeout = timeout
         self._admin_config = client_config(target.bootstrap, options or {}, client_id)
-        self._producer = Producer(producer_config(target.bootstrap, options or {}, client_id, timeout))
+        self._config = {**producer_config(target.bootstrap, options or {}, client_id, timeout), "error_cb": self._error}
+        self._fatal: KafkaError | None = None
+        self._producer = Producer(self._config)
         self._encode: Callable[[CloudEvent], kafka_binding.KafkaRecord] = (
             kafka_binding.encode_binary if mode == "binary" else kafka_binding.encode_structured
         )
@@ -228,20 +252,55 @@ class KafkaSender:
         if not self._topic_checked:
             await asyncio.to_thread(ensure_topics, self._admin_config, [self.target.topic], self._timeout)
             self._topic_checked = True
+        # Delivery reports only store what they are given: a callback that calls into the client
+        # while librdkafka has a fatal error pending fails, so outcomes are worked out afterwards.
+        reports: list[KafkaError | Literal[False] | None] = [False] * len(events)
         results: list[Outcome | None] = [None] * len(events)
         for index, event in enumerate(events):
-            refused = await self._produce(self._encode(event), results, index)
-            if refused is not None:
-                results[index] = refused
+            results[index] = await self._produce(self._encode(event), reports, index)
         deadline = self._timeout + 5.0
-        await asyncio.to_thread(self._producer.flush, deadline)
-        return [r if r is not None else RetryLater(f"no acknowledgement within {deadline:.0f} s") for r in results]
+        try:
+            await asyncio.to_thread(self._producer.flush, deadline)
+        except (KafkaException, SystemError) as exc:  # a fatal error raised out of flush
+            self._fatal = self._fatal or KafkaError(KafkaError._FATAL, str(exc), fatal=True)
+        for index, report in enumerate(reports):
+            if results[index] is not None:
+                continue
+            if report is False:
+                results[index] = RetryLater(f"no acknowledgement within {deadline:.0f} s")
+                continue
+            if report is not None and report.fatal():
+                self._fatal = report
+            results[index] = outcome_of(report)
+        if self._fatal is not None:
+            self._renew()
+        return [r if r is not None else RetryLater("not produced") for r in results]
+
+    def _error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (runs inside poll/flush)."""
+        if error.fatal():
+            self._fatal = error
+        client_log.warning("Kafka producer: %s", error)
+
+    def _renew(self) -> None:
+        """Replace a producer that hit a fatal error (e.g. a broker that forgot our producer id).
+
+        An idempotent producer cannot go on after one; what it did not deliver was reported as
+        :class:`RetryLater` and is sent again by the new producer.
+        """
+        _log.warning("the Kafka producer hit a fatal error (%s); starting a new one", self._fatal)
+        with contextlib.suppress(Exception):
+            self._producer.purge()
+        self._producer = Producer(self._config)
+        self._fatal = None
 
     async def _produce(
-        self, record: kafka_binding.KafkaRecord, results: list[Outcome | None], index: int
+        self, record: kafka_binding.KafkaRecord, reports: list[KafkaError | Literal[False] | None], index: int
     ) -> Outcome | None:
+        """Hand ``record`` to the producer; ``None`` when it took it, else the outcome of its refusal."""
+
         def delivered(error: KafkaError | None, _message: Message) -> None:
-            results[index] = outcome_of(error)
+            reports[index] = error
 
         started = time.monotonic()
         while True:
@@ -259,7 +318,10 @@ class KafkaSender:
                     return RetryLater("the producer's queue stayed full")
                 await asyncio.to_thread(self._producer.poll, 0.1)
             except KafkaException as exc:
-                return outcome_of(exc.args[0])
+                error = exc.args[0]
+                if isinstance(error, KafkaError) and error.fatal():
+                    self._fatal = error
+                return outcome_of(error)
 
     async def close(self) -> None:
         """Wait (up to the timeout) for what is in flight."""
