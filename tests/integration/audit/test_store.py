@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 import threading
+import unittest.mock
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,9 +15,11 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy import event as sa_event
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from eventaudit import db
 from eventaudit.audit import chain, migrate
@@ -504,3 +509,67 @@ def test_concurrent_migrations_of_a_new_database_all_succeed(db_url: str) -> Non
     finally:
         for engine in engines:
             engine.dispose()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# append on SQLite goes straight to sqlite3: held to the SQLAlchemy Core path (append_core) as its oracle
+# --------------------------------------------------------------------------------------------------------------------
+
+_oracle_events = st.builds(
+    lambda source, id_, subject, time_, data, extensions: CloudEvent.create(
+        type="user.created",
+        source=source,
+        id=id_,
+        subject=subject,
+        time=time_,
+        data=data,
+        extensions=extensions,
+    ),
+    source=st.sampled_from(["/a", "/b", "urn:x"]),
+    id_=st.sampled_from(["1", "2", "3", "4", "é"]),  # few: duplicates within a group, across groups and calls
+    subject=st.none() | st.text(min_size=1, max_size=5).filter(str.isprintable),
+    time_=st.none() | st.just("2026-11-27T10:00:00.123456Z") | st.just("1969-12-31T23:59:59+01:00"),
+    data=st.none() | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2) | st.binary(max_size=4),
+    extensions=st.dictionaries(
+        st.sampled_from(["partitionkey", "traceparent", "n"]), st.text(alphabet="az09 -é", max_size=4), max_size=2
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(st.lists(st.lists(_oracle_events, max_size=4), max_size=3), min_size=1, max_size=3))
+def test_sqlite_append_matches_the_core_path(calls: list[list[list[CloudEvent]]]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        fast, core = (db.create(f"sqlite:///{folder}/{name}.db", writer=True) for name in ("fast", "core"))
+        try:
+            for engine in (fast, core):
+                migrate.upgrade(engine)
+            fast_store, core_store = AuditStore(fast), AuditStore(core)
+            for number, groups in enumerate(calls):
+                with unittest.mock.patch("eventaudit.audit.store.time.time_ns", return_value=10**15 + number):
+                    assert fast_store.append(groups) == core_store.append_core(groups)
+            assert fast_store.head() == core_store.head()
+            with fast_store.walk() as fast_log, core_store.walk() as core_log:
+                assert [row for chunk in fast_log.chunks for row in chunk] == [
+                    row for chunk in core_log.chunks for row in chunk
+                ]
+        finally:
+            fast.dispose()
+            core.dispose()
+
+
+def test_sqlite_append_failures_are_database_errors_and_store_nothing(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as store:
+        store.append([[event()]])
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            db.bound_lock_waits(store.writer, 0.05)
+            store.writer.dispose()  # the next connection waits 50 ms at most
+            with pytest.raises(OperationalError, match="locked"):
+                store.append([[event()]])
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert store.append([[event()]]) == [[2]]
+        assert store.count() == 2
