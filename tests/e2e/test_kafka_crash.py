@@ -1,0 +1,132 @@
+"""kill -9 of the audit service while it consumes 5,000 events from Kafka, then a restart (issue 5).
+
+The consumer commits a batch's offsets only after the database committed it, so a crash loses
+nothing (what was not committed is read again) and stores nothing twice (``UNIQUE(source, id)``).
+The audit service runs as a real process on SQLite and on PostgreSQL; the broker is a Tansu of
+this module. The hash chain must still verify.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+from sqlalchemy import func, select
+
+from eventaudit import db
+from eventaudit.audit.models import events as events_table
+from eventaudit.broker import DevBroker
+from eventaudit.events import CloudEvent
+from eventaudit.events.bindings import kafka
+from tests.e2e.running import AuditService, items, run_cli, wait_for
+from tests.kafka.conftest import PARTITIONS, new_topic, start_broker
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+EVENTS = 5000
+KILL_AT = 500
+SOURCE = "/e2e/kafka-crash"
+
+
+@pytest.fixture(scope="module")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevBroker]:
+    started = start_broker(tmp_path_factory.mktemp("tansu"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """One sample of the service's ``/metrics`` (0 when absent)."""
+    response = httpx.get(url + "/metrics", timeout=5)
+    response.raise_for_status()
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in response.text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == wanted:
+            return float(value)
+    return 0.0
+
+
+def stored(service: AuditService) -> int:
+    return int(metric(service.url, "eventaudit_kafka_records_total", outcome="stored"))
+
+
+def in_the_database(url: str) -> int:
+    """Events of this test in the log, counted in the database itself."""
+    engine = db.create(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).where(events_table.c.source == SOURCE)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def consuming(db_url: str, broker: DevBroker, topic: str, group: str, cwd: Path, *options: str) -> AuditService:
+    args = ["--kafka-bootstrap", broker.bootstrap, "--kafka-topic", topic, "--kafka-group", group]
+    return AuditService(db_url, *args, *options, cwd=cwd)
+
+
+def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for event in events:
+        key, headers, value = kafka.encode_binary(event)
+        producer.produce(topic, key=key, value=value, headers=list[tuple[str, str | bytes | None]](headers))
+        producer.poll(0)
+    assert producer.flush(60) == 0, "records still in flight after 60 s"
+
+
+def test_kill_9_while_consuming_then_restart_stores_every_event_once(
+    kafka_broker: DevBroker, db_url: str, tmp_path: Path
+) -> None:
+    topic = new_topic(kafka_broker.bootstrap, PARTITIONS)
+    group = f"audit-{uuid.uuid4().hex[:8]}"
+    events = [
+        CloudEvent.create(
+            type="user.updated",
+            source=SOURCE,
+            id=f"e-{n}",
+            subject=f"user-{n % 97}",
+            data={"n": n, "pad": "x" * 200},
+            extensions={"partitionkey": f"user-{n % 97}"},
+        )
+        for n in range(EVENTS)
+    ]
+    # Small fetches and a commit window make many short rounds, so the kill lands in the middle.
+    slow = ("--commit-window-ms", "20", "--kafka-option", "max.partition.fetch.bytes=8192")
+    first = consuming(db_url, kafka_broker, topic, group, tmp_path, *slow)
+    restarted: AuditService | None = None
+    try:
+        wait_for(
+            lambda: metric(first.url, "eventaudit_kafka_assigned_partitions") == PARTITIONS,
+            60,
+            "the consumer to hold every partition",
+        )
+        produce(kafka_broker.bootstrap, topic, events)
+        wait_for(lambda: stored(first) >= KILL_AT, 60, f"{KILL_AT} events stored")
+        first.kill()  # SIGKILL: no round finished, no offsets committed on the way out
+        left = in_the_database(db_url)
+        assert KILL_AT <= left < EVENTS, f"the kill came after {left} of {EVENTS} events were stored"
+
+        restarted = consuming(db_url, kafka_broker, topic, group, tmp_path)
+        wait_for(lambda: stored(restarted) + left >= EVENTS, 120, f"all {EVENTS} events stored")
+        logged = items(restarted.url, source=SOURCE)
+        assert stored(restarted) == EVENTS - left, "the restart stored an event the first run had stored"
+        assert restarted.stop() == 0, restarted.output()
+    finally:
+        first.kill()
+        if restarted is not None:
+            restarted.kill()
+
+    ids = [item["event"]["id"] for item in logged]
+    assert len(ids) == len(set(ids)), "an event is stored twice"
+    assert set(ids) == {event.id for event in events}
+    assert [item["seq"] for item in logged] == list(range(1, EVENTS + 1))
+    done = run_cli("verify", "--db", db_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"OK: {EVENTS} records"), done.stdout
