@@ -47,7 +47,6 @@ bench: $(STAMP)  ## benchmarks next to their baselines; see docs/benchmarks.md (
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.users
 	$(BIN)/python -m bench.kafka
-	$(BIN)/python -m bench.kafka
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs uv: pip install uv)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
