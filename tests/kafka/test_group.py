@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from eventaudit import db
 from eventaudit.audit.app import create_app
+from eventaudit.audit.ingest_kafka import KafkaIngest
 from eventaudit.audit.metrics import AuditMetrics
 from eventaudit.audit.models import events as events_table
 from eventaudit.audit.settings import AuditSettings
@@ -85,6 +86,7 @@ class Consumer:
 
     server: AuditServer
     metrics: AuditMetrics
+    ingest: KafkaIngest
 
     def records(self, outcome: str) -> int:
         value = self.metrics.registry.get_sample_value("eventaudit_kafka_records_total", {"outcome": outcome})
@@ -109,7 +111,7 @@ def consuming(url: str, bootstrap: str, topic: str, group: str) -> Iterator[Cons
         httpx.Client(base_url=base, timeout=10) as client,
         httpx.Client(base_url=base, timeout=10, headers={"authorization": f"Bearer {READ_TOKEN}"}) as reader,
     ):
-        yield Consumer(AuditServer(base, settings, client, reader, kind_of(url)), app.state.metrics)
+        yield Consumer(AuditServer(base, settings, client, reader, kind_of(url)), app.state.metrics, app.state.kafka)
 
 
 class Stream(threading.Thread):
@@ -166,7 +168,7 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_stores_everything_on
 
         # --- both running: every event stored once, each consumer stored its share -----------------
         _produce(broker.bootstrap, topic, source, range(FIRST))
-        wait_until(lambda: _count(db_url, source) >= FIRST, 60, f"{FIRST} events stored")
+        wait_until(lambda: a.records("stored") + b.records("stored") >= FIRST, 60, f"{FIRST} events stored")
         stored_by = {name: audit.records("stored") for name, audit in (("a", a), ("b", b))}
         assert stored_by["a"] > 0, stored_by
         assert stored_by["b"] > 0, stored_by
@@ -196,7 +198,7 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_stores_everything_on
         assert produced_when_b_stops < taken_over < SECOND, (produced_when_b_stops, taken_over)
 
         total = FIRST + SECOND
-        wait_until(lambda: _count(db_url, source) >= total, 120, f"{total} events stored")
+        wait_until(lambda: a.records("stored") + b.records("stored") >= total, 120, f"{total} events stored")
         ids = _ids_in_the_database(db_url, source)
         assert set(ids) == {f"e-{n}" for n in range(total)}
         assert max(ids.values()) == 1, [i for i, c in ids.items() if c > 1][:10]
@@ -211,3 +213,32 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_stores_everything_on
             return sum(committed(broker.bootstrap, group, topic).values()) == total
 
         wait_until(committed_all, 30, f"the group's offsets to cover all {total} records")
+
+
+def test_what_was_stored_but_not_committed_is_read_again_by_the_next_member_and_stored_once(
+    broker: DevBroker, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window a crash can hit: the database committed a batch, the offsets were not committed."""
+    topic = new_topic(broker.bootstrap, PARTITIONS)
+    group = f"group-{topic}"
+    source = unique_source("uncommitted")
+    with consuming(db_url, broker.bootstrap, topic, group) as first:
+        monkeypatch.setattr(first.ingest, "_commit_offsets", lambda _messages: None)
+        wait_until(lambda: first.assigned() == PARTITIONS, 60, "the first consumer to hold every partition")
+        _produce(broker.bootstrap, topic, source, range(300))
+        wait_until(lambda: first.records("stored") >= 300, 60, "300 events stored")
+        assert _count(db_url, source) == 300
+    assert all(offset < 0 for offset in committed(broker.bootstrap, group, topic).values()), "offsets were committed"
+
+    with consuming(db_url, broker.bootstrap, topic, group) as second:
+        wait_until(lambda: second.records("duplicate") >= 300, 60, "the second consumer to read all 300 again")
+        wait_until(
+            lambda: sum(committed(broker.bootstrap, group, topic).values()) == 300,
+            30,
+            "the second consumer to commit the offsets of all 300",
+        )
+        assert second.records("stored") == 0
+        assert second.records("duplicate") == 300
+    ids = _ids_in_the_database(db_url, source)
+    assert set(ids) == {f"e-{n}" for n in range(300)}
+    assert max(ids.values()) == 1
