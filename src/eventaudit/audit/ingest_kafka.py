@@ -58,7 +58,7 @@ class KafkaIngestSettings:
     #: Largest record value taken (bytes); a larger one is a dead letter.
     max_size: int = 1024 * 1024
     #: Records per round (bounds memory: at most this many are held at once).
-    batch: int = 1000
+    batch: int = 5000
 
     @property
     def dlq_topic(self) -> str:
