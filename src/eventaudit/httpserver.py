@@ -113,24 +113,31 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._status_hint = 400
 
+    # on_url and on_header run for every request: the count is inlined, not a method call.
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
+        self._header_bytes += len(url)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._headers_too_large()
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._headers_too_large()
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        if self.parser.get_http_version() == "1.1" and not any(name == b"host" for name, _ in self.headers):
-            raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
+        for name, _ in self.headers:  # lower-cased by uvicorn's on_header
+            if name == b"host":
+                break
+        else:
+            if self.parser.get_http_version() == "1.1":
+                raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
         super().on_headers_complete()
 
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > MAX_HEADER_BYTES:
-            self._status_hint = 431
-            raise ValueError("request headers too large")
+    def _headers_too_large(self) -> None:
+        self._status_hint = 431
+        raise ValueError("request headers too large")
 
     def send_400_response(self, msg: str) -> None:
         status = getattr(self, "_status_hint", 400)

@@ -59,11 +59,9 @@ class IngestEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = await self.answer(scope["headers"], receive)
-        headers = [
-            (b"content-type", answer.media_type.encode()),
-            (b"content-length", str(len(answer.body)).encode()),
-            *((name.lower().encode(), value.encode("latin-1")) for name, value in answer.headers.items()),
-        ]
+        headers = [(b"content-type", answer.media_type.encode()), (b"content-length", b"%d" % len(answer.body))]
+        if answer.headers:
+            headers += [(name.lower().encode(), value.encode("latin-1")) for name, value in answer.headers.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
@@ -90,7 +88,8 @@ class IngestEndpoint:
             ) from None
         except CloudEventError as exc:  # the store refused an event the codec let through
             raise _rejected(exc, metrics) from None
-        return _json({"stored": outcome.stored, "duplicates": outcome.duplicates, "seqs": outcome.seqs})
+        stored = outcome.stored
+        return _json({"stored": stored, "duplicates": len(outcome.seqs) - stored, "seqs": outcome.seqs})
 
 
 class FastIngest:

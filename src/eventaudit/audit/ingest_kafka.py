@@ -125,6 +125,8 @@ class KafkaIngest:
             raise NotReadyError(f"the Kafka consumer stopped: {self._failure}")
         if not self._thread.is_alive():
             raise NotReadyError("the Kafka consumer is not running")
+        if not self._stats_at:
+            raise NotReadyError(f"the Kafka consumer is starting (connecting to {self.settings.bootstrap})")
         if not self._brokers_up or time.monotonic() - self._stats_at > 3 * _STATS_EVERY_MS / 1000:
             raise NotReadyError(f"the Kafka consumer cannot reach a broker at {self.settings.bootstrap}")
 

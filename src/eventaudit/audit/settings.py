@@ -52,13 +52,20 @@ class AuditSettings:
         if not 0 < self.lock_timeout <= 600:
             raise SettingsError("the lock timeout must be more than 0 and at most 600 seconds")
         if self.kafka_bootstrap is not None:
-            from eventaudit.transport.kafka import KafkaURLError, check_bootstrap, check_topic
+            from eventaudit.transport.kafka import KafkaURLError, check_bootstrap, check_options, check_topic
 
             try:
                 check_bootstrap(self.kafka_bootstrap)
+            except KafkaURLError as exc:
+                raise SettingsError(f"--kafka-bootstrap: {exc}") from None
+            try:
                 check_topic(self.kafka_topic)
             except KafkaURLError as exc:
-                raise SettingsError(f"--kafka-bootstrap/--kafka-topic: {exc}") from None
+                raise SettingsError(f"--kafka-topic: {exc}") from None
+            try:
+                check_options(self.kafka_options)
+            except ValueError as exc:
+                raise SettingsError(f"--kafka-option: {exc}") from None
             if not self.kafka_group.strip():
                 raise SettingsError("--kafka-group must not be empty")
         if any(len(token) < 16 for token in (*self.read_tokens, *filter(None, [self.ingest_token]))):

@@ -147,7 +147,7 @@ def check_options(options: Mapping[str, str]) -> None:
     try:
         Producer(client_config("127.0.0.1:9", options, "eventaudit-check"))
     except KafkaException as exc:
-        raise ValueError(f"--kafka-option: {exc.args[0].str()}") from None
+        raise ValueError(exc.args[0].str()) from None
 
 
 def client_config(bootstrap: str, options: Mapping[str, str], client_id: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from eventaudit.events import CloudEvent, CloudEventError
-from eventaudit.transport.sinks import SinkMode, check_sink
+from eventaudit.transport.sinks import SinkMode, check_sink, is_kafka
 
 SINK_MODES: tuple[SinkMode, ...] = ("binary", "structured", "batch")
 
@@ -61,9 +61,16 @@ class UsersSettings:
         if self.sink_mode not in SINK_MODES:
             raise SettingsError(f"--sink-mode must be one of {', '.join(SINK_MODES)}, not {self.sink_mode!r}")
         try:
-            check_sink(self.sink, self.sink_mode, self.kafka_options)
+            check_sink(self.sink, self.sink_mode)
         except ValueError as exc:
             raise SettingsError(f"--sink: {exc}") from None
+        if is_kafka(self.sink):
+            from eventaudit.transport.kafka import check_options
+
+            try:
+                check_options(self.kafka_options)
+            except ValueError as exc:
+                raise SettingsError(f"--kafka-option: {exc}") from None
         for name in ("max_body", "max_name_length", "max_password_length", "relay_batch"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.replace('_', '-')} must be at least 1")
