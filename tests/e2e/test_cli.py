@@ -78,6 +78,10 @@ HELP = {
             "--db",
             "--read-token",
             "--ingest-token",
+            "--kafka-bootstrap",
+            "--kafka-topic",
+            "--kafka-group",
+            "--kafka-option",
             "--max-body",
             "--allowed-origin",
             "--allowed-rate",
@@ -159,6 +163,9 @@ BAD_FLAGS = [
     (["send", UNREACHABLE, "--type", "t", "--source", "/s", "--ext", "Bad_Name=1"], "not a valid CloudEvent"),
     (["tail", "ftp://127.0.0.1:9/", "--token", READ_TOKEN], "not an http:// or https:// URL"),
     (["launch"], "invalid choice: 'launch'"),
+    (["audit", "--kafka-option", "novalue"], "a Kafka option is KEY=VALUE"),
+    (["users", "--kafka-option", "=x"], "a Kafka option is KEY=VALUE"),
+    (["up", "--transport", "pigeon"], "invalid choice: 'pigeon'"),
 ]
 
 
@@ -176,7 +183,32 @@ SETTINGS_ERRORS = [
     (["--db", "mysql://localhost/audit"], "unsupported database URL"),
     (["--read-token", "short"], "tokens must be at least 16 characters long"),
     (["--ingest-token", "short-too"], "tokens must be at least 16 characters long"),
+    (["--kafka-bootstrap", "nohost"], "--kafka-bootstrap: a broker is HOST:PORT, not 'nohost'"),
+    (["--kafka-bootstrap", "127.0.0.1:9", "--kafka-topic", "a b"], "--kafka-topic: 'a b' is not a Kafka topic name"),
+    (["--kafka-bootstrap", "127.0.0.1:9", "--kafka-option", "foo=bar"], 'No such configuration property: "foo"'),
 ]
+
+
+USERS_SETTINGS_ERRORS = [
+    (["--sink", "kafka:///audit"], "--sink: not a kafka://HOST:PORT[,HOST:PORT]/TOPIC URL"),
+    (["--sink", "kafka://127.0.0.1:9/a b"], "is not a Kafka topic name"),
+    (["--sink", "kafka://127.0.0.1:9/audit", "--sink-mode", "batch"], "Kafka has no batch content mode"),
+    (["--sink", "kafka://127.0.0.1:9/audit", "--kafka-option", "acks=several"], "--kafka-option:"),
+]
+
+
+@pytest.mark.parametrize("command", ["users", "relay"])
+@pytest.mark.parametrize(
+    ("args", "message"), USERS_SETTINGS_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_a_sink_the_relay_cannot_use_is_a_clear_error_and_exit_2(
+    command: str, args: list[str], message: str, tmp_path: Path
+) -> None:
+    port = ["--port", str(free_port())] if command == "users" else ["--metrics-port", "0"]
+    done = run_cli(command, *args, *port, "--db", f"sqlite:///{tmp_path / 'u.db'}", cwd=tmp_path, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), SETTINGS_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
