@@ -501,6 +501,7 @@ Ctrl-C stops everything.""",
         httpserver.server(audit, args.host, args.audit_port),
         httpserver.server(users, args.host, args.users_port),
     ]
+    signal.signal(signal.SIGTERM, _stopped)  # SIGTERM stops everything gracefully, the broker included
     return 0 if asyncio.run(httpserver.serve_together(servers)) else 1
 
 
