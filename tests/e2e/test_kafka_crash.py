@@ -8,6 +8,8 @@ this module. The hash chain must still verify.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 EVENTS = 5000
 KILL_AT = 500
+CHUNK = 100
+WINDOW = 400
 SOURCE = "/e2e/kafka-crash"
 
 
@@ -72,13 +76,56 @@ def consuming(db_url: str, broker: DevBroker, topic: str, group: str, cwd: Path,
     return AuditService(db_url, *args, *options, cwd=cwd)
 
 
-def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for event in events:
-        key, headers, value = kafka.encode_binary(event)
-        producer.produce(topic, key=key, value=value, headers=list[tuple[str, str | bytes | None]](headers))
-        producer.poll(0)
-    assert producer.flush(60) == 0, "records still in flight after 60 s"
+class Producing(threading.Thread):
+    """Produces ``events`` in acknowledged chunks, at most ``window`` ahead of what the service stored,
+    so the service is in the middle of the stream whenever it is killed; after :meth:`unleash`, the rest
+    at full speed (the service is gone)."""
+
+    def __init__(self, bootstrap: str, topic: str, events: list[CloudEvent], service: AuditService) -> None:
+        super().__init__(daemon=True)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self.topic, self.events, self.service = topic, events, service
+        self.produced = 0
+        self.failure: BaseException | None = None
+        self._unleashed = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for start in range(0, len(self.events), CHUNK):
+                self._wait_for_the_service()
+                for event in self.events[start : start + CHUNK]:
+                    key, headers, value = kafka.encode_binary(event)
+                    self.producer.produce(
+                        self.topic, key=key, value=value, headers=list[tuple[str, str | bytes | None]](headers)
+                    )
+                assert self.producer.flush(30) == 0, "records still in flight after 30 s"
+                self.produced += len(self.events[start : start + CHUNK])
+        except BaseException as exc:  # reported by finish()
+            self.failure = exc
+
+    def _wait_for_the_service(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self._unleashed.is_set():
+            try:
+                if self.produced - stored(self.service) <= WINDOW:
+                    return
+            except httpx.HTTPError:
+                if self._unleashed.is_set():
+                    return
+                raise
+            assert time.monotonic() < deadline, f"nothing stored for 60 s, {self.produced} produced"
+            time.sleep(0.01)
+
+    def unleash(self) -> None:
+        self._unleashed.set()
+
+    def finish(self) -> None:
+        self.unleash()
+        self.join(120)
+        assert not self.is_alive(), "the producer did not finish"
+        if self.failure is not None:
+            raise self.failure
+        assert self.produced == len(self.events)
 
 
 def test_kill_9_while_consuming_then_restart_stores_every_event_once(
@@ -97,9 +144,8 @@ def test_kill_9_while_consuming_then_restart_stores_every_event_once(
         )
         for n in range(EVENTS)
     ]
-    # Small fetches and a commit window make many short rounds, so the kill lands in the middle.
-    slow = ("--commit-window-ms", "20", "--kafka-option", "max.partition.fetch.bytes=8192")
-    first = consuming(db_url, kafka_broker, topic, group, tmp_path, *slow)
+    first = consuming(db_url, kafka_broker, topic, group, tmp_path)
+    producing = Producing(kafka_broker.bootstrap, topic, events, first)
     restarted: AuditService | None = None
     try:
         wait_for(
@@ -107,11 +153,13 @@ def test_kill_9_while_consuming_then_restart_stores_every_event_once(
             60,
             "the consumer to hold every partition",
         )
-        produce(kafka_broker.bootstrap, topic, events)
+        producing.start()
         wait_for(lambda: stored(first) >= KILL_AT, 60, f"{KILL_AT} events stored")
-        first.kill()  # SIGKILL: no round finished, no offsets committed on the way out
+        producing.unleash()
+        first.kill()  # SIGKILL: the round under way is not finished, its offsets are not committed
         left = in_the_database(db_url)
         assert KILL_AT <= left < EVENTS, f"the kill came after {left} of {EVENTS} events were stored"
+        producing.finish()
 
         restarted = consuming(db_url, kafka_broker, topic, group, tmp_path)
         wait_for(lambda: stored(restarted) + left >= EVENTS, 120, f"all {EVENTS} events stored")
@@ -119,6 +167,7 @@ def test_kill_9_while_consuming_then_restart_stores_every_event_once(
         assert stored(restarted) == EVENTS - left, "the restart stored an event the first run had stored"
         assert restarted.stop() == 0, restarted.output()
     finally:
+        producing.unleash()
         first.kill()
         if restarted is not None:
             restarted.kill()
