@@ -126,6 +126,29 @@ def bound_lock_waits(engine: Engine, seconds: float) -> None:
         dbapi_connection.autocommit = autocommit
 
 
+def relax_durability(engine: Engine) -> None:
+    """Commits of ``engine``'s new connections no longer wait for the disk (SQLite ``synchronous=NORMAL``
+    in WAL mode, PostgreSQL ``synchronous_commit = off``).
+
+    Only for writes that may be lost in a power failure or an OS crash without harm, because they are
+    redone: the outbox relay's leases and "sent" marks (an event whose mark is lost is sent again, and
+    the audit log stores it once). The database stays consistent; a process crash loses nothing.
+    Call it before the engine's first connection, or dispose of the engine after.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if is_sqlite(engine):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+            return
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        dbapi_connection.execute("SET synchronous_commit = off")
+        dbapi_connection.autocommit = autocommit
+
+
 def problem(url: str) -> str | None:
     """Why the database at ``url`` cannot be reached, or ``None`` when it answers."""
     engine = create(url)

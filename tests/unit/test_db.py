@@ -163,3 +163,15 @@ def test_postgres_engines_use_psycopg() -> None:
         assert not db.is_sqlite(engine)
     finally:
         engine.dispose()
+
+
+def test_relaxed_durability_skips_the_fsync_of_sqlite_commits_only_on_that_engine(
+    tmp_path: Path, engines: list[Engine]
+) -> None:
+    relay = db.create(f"sqlite:///{tmp_path / 'x.db'}", writer=True)
+    users = db.create(f"sqlite:///{tmp_path / 'x.db'}", writer=True)
+    engines += [relay, users]
+    db.relax_durability(relay)
+    assert _pragma(relay, "synchronous") == 1  # NORMAL: in WAL mode, consistent; a process crash loses nothing
+    assert _pragma(relay, "journal_mode") == "wal"
+    assert _pragma(users, "synchronous") == 2  # the users' own writes stay FULL

@@ -51,8 +51,13 @@ def create_app(settings: UsersSettings) -> FastAPI:
         writer.dispose()  # a migration may wait for locks as long as it must; from here on writes may not
         sender = open_sender_for(settings)
         task = None
+        relay_engine = writer
+        if settings.relay and reader is not writer:  # (an in-memory database has one connection)
+            relay_engine = db.create(settings.db, writer=True)
+            db.bound_lock_waits(relay_engine, settings.lock_timeout)
+            db.relax_durability(relay_engine)  # the relay's own writes are redone if lost
         if settings.relay:
-            relay = Relay(writer, sender, relay_options(settings), metrics)
+            relay = Relay(relay_engine, sender, relay_options(settings), metrics)
             relay_box.append(relay)
             app.state.relay = relay
             task = asyncio.create_task(relay.run(), name="outbox-relay")
@@ -69,6 +74,8 @@ def create_app(settings: UsersSettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await sender.close()
+            if relay_engine is not writer:
+                relay_engine.dispose()
             uow.dispose()
 
     app = FastAPI(

@@ -226,6 +226,7 @@ async def _relay_until_stopped(settings: UsersSettings, engine: Any, metrics_at:
     from eventaudit.users.relay import Relay
 
     db.bound_lock_waits(engine, settings.lock_timeout)
+    db.relax_durability(engine)  # the relay's own writes are redone if lost (see db.relax_durability)
     engine.dispose()
     sender = open_sender_for(settings)
     relay = Relay(engine, sender, relay_options(settings), UsersMetrics())
