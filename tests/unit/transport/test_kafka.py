@@ -166,13 +166,13 @@ def test_check_options_accepts_librdkafka_settings(options: dict[str, str]) -> N
 
 
 def test_check_options_names_an_unknown_setting() -> None:
-    with pytest.raises(ValueError, match=r"--kafka-option: .*no\.such\.setting"):
+    with pytest.raises(ValueError, match=r"No such configuration property: \"no\.such\.setting\""):
         check_options({"acks": "all", "no.such.setting": "1"})
 
 
 def test_check_options_refuses_a_bad_value() -> None:
     # librdkafka names the setting by its canonical name (acks is an alias of request.required.acks)
-    with pytest.raises(ValueError, match=r"--kafka-option: Invalid value .*acks"):
+    with pytest.raises(ValueError, match=r"Invalid value .*acks"):
         check_options({"acks": "sometimes"})
 
 
@@ -237,8 +237,7 @@ def test_is_kafka(sink: str, kafka: bool) -> None:
 @pytest.mark.parametrize("mode", ["binary", "structured"])
 def test_check_sink_accepts_kafka_in_binary_and_structured(mode: str) -> None:
     check_sink("kafka://h:9092/audit", mode)  # type: ignore[arg-type]
-    options = {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "u", "sasl.password": "p"}
-    check_sink("kafka://h:9092/audit", mode, options)  # type: ignore[arg-type]
+    check_sink("kafka://b1:9092,b2:9092", mode)  # type: ignore[arg-type]
 
 
 def test_check_sink_refuses_kafka_with_the_batch_mode() -> None:
@@ -249,11 +248,6 @@ def test_check_sink_refuses_kafka_with_the_batch_mode() -> None:
 def test_check_sink_refuses_a_bad_kafka_url() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         check_sink("kafka://h/audit", "binary")
-
-
-def test_check_sink_refuses_bad_kafka_options() -> None:
-    with pytest.raises(ValueError, match=r"no\.such\.setting"):
-        check_sink("kafka://h:9092/audit", "binary", {"no.such.setting": "x"})
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured", "batch"])
