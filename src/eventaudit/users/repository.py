@@ -48,8 +48,13 @@ class Backlog:
 # --- users --------------------------------------------------------------------------------------
 
 
+# Statements built once, values bound at each call: building one anew costs more than running it
+# (SQLAlchemy computes a cache key from the whole statement every time).
+_ADD_USER = insert(users)
+
+
 def add_user(conn: Connection, user: UserRow) -> None:
-    conn.execute(insert(users).values(**vars(user)))
+    conn.execute(_ADD_USER, vars(user))
 
 
 _GET_USER = select(users).where(users.c.id == bindparam("user_id"))
@@ -70,32 +75,45 @@ def page_users(conn: Connection, after: tuple[int, str] | None, limit: int) -> l
     return [UserRow(**row._mapping) for row in conn.execute(query)]
 
 
+_UPDATE_USER = update(users).where(users.c.id == bindparam("user_id"))  # SET: the columns the call binds
+_DELETE_USER = delete(users).where(users.c.id == bindparam("user_id"))
+
+
 def update_user(conn: Connection, user: UserRow) -> None:
     conn.execute(
-        update(users)
-        .where(users.c.id == user.id)
-        .values(name=user.name, password_hash=user.password_hash, updated_at=user.updated_at, sequence=user.sequence)
+        _UPDATE_USER,
+        {
+            "user_id": user.id,
+            "name": user.name,
+            "password_hash": user.password_hash,
+            "updated_at": user.updated_at,
+            "sequence": user.sequence,
+        },
     )
 
 
 def delete_user(conn: Connection, user_id: str) -> None:
-    conn.execute(delete(users).where(users.c.id == user_id))
+    conn.execute(_DELETE_USER, {"user_id": user_id})
 
 
 # --- outbox -------------------------------------------------------------------------------------
 
 
+_ADD_EVENT = insert(outbox)
+
+
 def add_event(conn: Connection, user_id: str, sequence: int, event: str, created_at: int) -> None:
     conn.execute(
-        insert(outbox).values(
-            user_id=user_id,
-            sequence=sequence,
-            event=event,
-            created_at=created_at,
-            state=PENDING,
-            attempts=0,
-            next_attempt_at=0,
-        )
+        _ADD_EVENT,
+        {
+            "user_id": user_id,
+            "sequence": sequence,
+            "event": event,
+            "created_at": created_at,
+            "state": PENDING,
+            "attempts": 0,
+            "next_attempt_at": 0,
+        },
     )
 
 
