@@ -65,12 +65,14 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--host",
         dest="metrics_host",
+        metavar="HOST",
         default="127.0.0.1",
         help="address of the relay's /healthz, /readyz and /metrics (default 127.0.0.1)",
     )
     parser.add_argument(
         "--metrics-port",
         type=_port_or_off,
+        metavar="PORT",
         default=METRICS_PORT,
         help=f"port of /healthz, /readyz (database reachable) and /metrics (sent, parked, backlog, lag); "
         f"0 serves none of them (default {METRICS_PORT}, the Prometheus exporters' conventional port)",
