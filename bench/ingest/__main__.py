@@ -7,6 +7,8 @@ for the latency test) on the other (--load-cpu). Baselines measured in the same 
 
 * the original write-up's Python receiver: Flask's threaded server + the official SDK's
   ``cloudevents.v1.http.from_http``, storing nothing (bench/ingest/baseline_flask.py);
+* the ceiling of the HTTP stack: a no-op ASGI app on the same uvicorn protocol
+  (bench/ingest/noop_asgi.py), which reads each request and stores nothing;
 * the physical limit: a bare ``sqlite3`` ``executemany`` loop inserting the same rows into
   the same schema, one durable commit per 100 rows (``synchronous=FULL``, WAL).
 
@@ -79,8 +81,20 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def wrk(script: str, url: str, connections: int, seconds: int, cpu: int) -> dict[str, float]:
-    """Run wrk with ``script``; requests/s, latency p50/p99 (ms) and non-2xx count."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far, all its threads together."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(script: str, url: str, connections: int, seconds: int, cpu: int, server_pid: int) -> dict[str, float]:
+    """Run wrk with ``script``; requests/s, latency p50/p99 (ms), non-2xx count, server CPU µs per request.
+
+    The CPU time per request is the server's own (user + system, from /proc): unlike requests/s it
+    hardly moves when another process takes turns on the server's CPU, so it is the steadier figure
+    on a shared machine.
+    """
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(
         [
             "taskset",
@@ -102,7 +116,9 @@ def wrk(script: str, url: str, connections: int, seconds: int, cpu: int) -> dict
         text=True,
         check=True,
     ).stdout
+    cpu_used = cpu_seconds(server_pid) - cpu_before
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
+    result["cpu_us"] = cpu_used / int(re.search(r"(\d+) requests in", out)[1]) * 1e6  # type: ignore[index]
     for pct in ("50", "99"):
         match = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
         if match:
@@ -274,15 +290,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     port = free_port()
     baseline: dict[int, float] = {}
+    baseline_cpu: dict[int, float] = {}
     with server([sys.executable, str(HERE / "baseline_flask.py"), str(port)], args.server_cpu, port) as proc:
         for c in args.connections:
-            result = wrk("binary.lua", f"http://127.0.0.1:{port}/", c, args.seconds, args.load_cpu)
+            result = wrk("binary.lua", f"http://127.0.0.1:{port}/", c, args.seconds, args.load_cpu, proc.pid)
             baseline[c] = result["rps"]
+            baseline_cpu[c] = result["cpu_us"]
             report(
                 f"baseline (Flask + SDK from_http), binary, {c} conns",
                 f"{result['rps']:,.0f} ev/s",
-                f"p99 {result.get('p99', float('nan')):.1f} ms, non-2xx {result['non2xx']:.0f}",
+                f"p99 {result.get('p99', float('nan')):.1f} ms, non-2xx {result['non2xx']:.0f}; "
+                f"server CPU {result['cpu_us']:.0f} us/request",
             )
+    port = free_port()
+    with server([sys.executable, str(HERE / "noop_asgi.py"), str(port)], args.server_cpu, port) as proc:
+        result = wrk(
+            "binary.lua", f"http://127.0.0.1:{port}/", max(args.connections), args.seconds, args.load_cpu, proc.pid
+        )
+        report(
+            f"ceiling: no-op ASGI app, same uvicorn protocol, {max(args.connections)} conns",
+            f"{result['rps']:,.0f} req/s",
+            f"{result['rps'] / baseline[max(args.connections)]:.1f}x baseline; "
+            f"server CPU {result['cpu_us']:.0f} us/request",
+        )
     bare = bare_insert_rate()
     report("bare sqlite3 executemany, 100 rows/commit (FULL)", f"{bare:,.0f} rows/s")
 
@@ -293,14 +323,20 @@ def main(argv: list[str] | None = None) -> int:
                 with database(kind) as url:
                     port = free_port()
                     with server(audit_command(url, port), args.server_cpu, port) as proc:
-                        result = wrk(script, f"http://127.0.0.1:{port}/", c, args.seconds, args.load_cpu)
+                        result = wrk(script, f"http://127.0.0.1:{port}/", c, args.seconds, args.load_cpu, proc.pid)
                         rss = peak_rss_mib(proc.pid)
                 events = result["rps"] * per_request
                 mode = script.removesuffix(".lua")
                 if per_request == 1:
-                    note = f"{events / baseline[c]:.1f}x baseline (target >= 10x)" if kind == "sqlite" else ""
+                    note = (
+                        f"{events / baseline[c]:.1f}x baseline (target >= 10x); "
+                        f"CPU {result['cpu_us']:.0f} us/request = {baseline_cpu[c] / result['cpu_us']:.1f}x less"
+                        if kind == "sqlite"
+                        else f"CPU {result['cpu_us']:.0f} us/request"
+                    )
                 else:
                     note = f"{events / bare:.0%} of bare insert (target >= 60%)" if kind == "sqlite" else ""
+                    note += f"; CPU {result['cpu_us'] / per_request:.1f} us/event"
                 report(
                     f"audit on {kind}, {mode}, {c} conns",
                     f"{events:,.0f} ev/s",
