@@ -165,12 +165,19 @@ class AuditStore:
 
     @staticmethod
     def _existing(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        # By id through its index: SQLite scans the whole table for a (source, id) IN (VALUES …).
+        # Per source, `source = ? AND id IN (…)`: the UNIQUE (source, id) index answers it alone. (SQLite
+        # scans the whole table for a (source, id) IN (VALUES …); PostgreSQL, before its statistics know
+        # a fast-growing table, chose a sequential scan for `id IN (…)`: each batch cost O(log size).)
         found: set[tuple[str, str]] = set()
-        ids = sorted({id_ for _source, id_ in keys})
-        for start in range(0, len(ids), _KEY_CHUNK):
-            query = select(events.c.source, events.c.id).where(events.c.id.in_(ids[start : start + _KEY_CHUNK]))
-            found.update(key for key in map(tuple, conn.execute(query)) if key in keys)
+        by_source: dict[str, list[str]] = {}
+        for source, id_ in keys:
+            by_source.setdefault(source, []).append(id_)
+        for source, ids in by_source.items():
+            ids.sort()
+            for start in range(0, len(ids), _KEY_CHUNK):
+                chunk = ids[start : start + _KEY_CHUNK]
+                query = select(events.c.source, events.c.id).where(events.c.source == source, events.c.id.in_(chunk))
+                found.update((row.source, row.id) for row in conn.execute(query))
         return found
 
     def find(
