@@ -232,3 +232,37 @@ def test_one_requests_bad_event_does_not_fail_the_others_in_its_group(store: Aud
     assert isinstance(first, Stored)
     assert isinstance(last, Stored)
     assert sorted(stored_ids(store).values()) == sorted([good[0].id, other[0].id])
+
+
+def test_one_commit_answers_awaiting_and_callback_requesters_each_with_its_own_outcome(
+    store: AuditStore, metrics: AuditMetrics
+) -> None:
+    # submit()'s futures are settled together, in one event-loop callback per commit; a
+    # submit_threadsafe() caller (the Kafka consumer) still gets its own done() call.
+    committer = GroupCommitter(store, metrics, window=0.05)  # a wide window: all share one group
+    committer.start()
+    kafka: list[Stored | BaseException] = []
+    kafka_answered = threading.Event()
+    batches = [[event()], [event(), event()], [event()]]
+
+    def done(outcome: Stored | BaseException) -> None:
+        kafka.append(outcome)
+        kafka_answered.set()
+
+    async def submit_all() -> list[Stored]:
+        waiting = [asyncio.ensure_future(committer.submit(batch)) for batch in batches]
+        await asyncio.sleep(0)  # each task has queued its events
+        committer.submit_threadsafe([event(), batches[0][0]], "kafka", done)  # one new, one duplicate
+        return await asyncio.wait_for(asyncio.gather(*waiting), timeout=30)
+
+    try:
+        results = asyncio.run(submit_all())
+        assert kafka_answered.wait(30)
+    finally:
+        committer.close()
+    assert sample(metrics, "eventaudit_commit_group_events_count") == 1
+    assert [r.seqs for r in results] == [[1], [2, 3], [4]]
+    assert [(o.seqs, o.stored, o.duplicates) for o in kafka if isinstance(o, Stored)] == [([5, None], 1, 1)]
+    assert sample(metrics, "eventaudit_ingested_events_total", transport="http") == 4
+    assert sample(metrics, "eventaudit_ingested_events_total", transport="kafka") == 1
+    assert sample(metrics, "eventaudit_duplicate_events_total", transport="kafka") == 1
