@@ -208,7 +208,13 @@ def drain(users_db: str, events: int, relay_cpu: int, audit_cpu: int, batch: int
                         raise RuntimeError(f"the audit log holds {last_seq(client)} of {events} after 600 s")
                     time.sleep(0.01)
                 elapsed = time.perf_counter() - started
-                backlog = metric(f"http://127.0.0.1:{metrics_port}", "eventaudit_outbox_backlog_events")
+                # the relay marks a batch sent once the audit service answered: the outbox empties just after
+                relay_metrics = f"http://127.0.0.1:{metrics_port}"
+                backlog = metric(relay_metrics, "eventaudit_outbox_backlog_events")
+                while backlog and time.perf_counter() < deadline:
+                    time.sleep(0.01)
+                    backlog = metric(relay_metrics, "eventaudit_outbox_backlog_events")
+                emptied = time.perf_counter() - started
                 rss = peak_rss_mib(proc.pid)
             items = audit_items(audit_url)
     ids = {item["event"]["id"] for item in items}
@@ -220,6 +226,7 @@ def drain(users_db: str, events: int, relay_cpu: int, audit_cpu: int, batch: int
         "rate": events / elapsed,
         "rate_recorded": (len(items) - first_commit) / (last - first) if last > first else float("nan"),
         "seconds": elapsed,
+        "emptied": emptied,
         "backlog_after": backlog,
         "relay_rss": rss,
     }
@@ -394,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         report(
             f"outbox -> audit over HTTP, batch mode, {args.relay_batch}/batch",
             f"{drained['rate']:,.0f} ev/s",
-            f"{pending:,} events in {drained['seconds']:.2f} s; {drained['rate_recorded']:,.0f} ev/s first to last "
-            f"recordedtime; stored {drained['events']:,.0f} ({drained['unique']:,.0f} distinct); "
-            f"backlog after {drained['backlog_after']:.0f}",
+            f"{pending:,} events in {drained['seconds']:.2f} s (outbox empty at {drained['emptied']:.2f} s); "
+            f"{drained['rate_recorded']:,.0f} ev/s first to last recordedtime; stored {drained['events']:,.0f} "
+            f"({drained['unique']:,.0f} distinct); backlog after {drained['backlog_after']:.0f}",
         )
         report("relay process (drain), peak RSS", f"{drained['relay_rss']:,.0f} MiB")
         complete = drained["events"] == drained["unique"] == pending and drained["backlog_after"] == 0
