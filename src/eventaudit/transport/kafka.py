@@ -33,6 +33,8 @@ KafkaMode = Literal["binary", "structured"]
 DEFAULT_TOPIC: Final = "audit"
 #: Partitions of a topic this code creates (when it is missing and the cluster lets us).
 DEFAULT_PARTITIONS: Final = 3
+#: Sends in a row with nothing acknowledged after which the producer is replaced (see KafkaSender._renew).
+_RENEW_AFTER_ROUNDS: Final = 3
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def parse_url(url: str) -> KafkaTarget:
         KafkaURLError: not such a URL.
     """
     parts = urlsplit(url)
-    if parts.scheme != "kafka" or not parts.netloc or parts.query or parts.fragment:
+    if parts.scheme != "kafka" or not parts.netloc or "?" in url or "#" in url:
         raise KafkaURLError(f"not a kafka://HOST:PORT[,HOST:PORT]/TOPIC URL: {url!r}")
     brokers = [b.strip() for b in parts.netloc.split(",")]
     for broker in brokers:
@@ -125,21 +127,6 @@ def check_topic(topic: str) -> None:
         raise KafkaURLError(f"{topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
 
 
-def parse_options(pairs: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings as a librdkafka configuration.
-
-    Raises:
-        ValueError: a pair without ``=`` or with an empty key.
-    """
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"a Kafka option is KEY=VALUE (a librdkafka setting), not {pair!r}")
-        options[key.strip()] = value
-    return options
-
-
 def check_options(options: Mapping[str, str]) -> None:
     """Raise ``ValueError`` naming the setting librdkafka refuses in ``options``."""
     if not options:
@@ -171,21 +158,21 @@ def producer_config(bootstrap: str, options: Mapping[str, str], client_id: str, 
     return client_config(bootstrap, {**defaults, **options}, client_id)
 
 
-def ensure_topics(config: Mapping[str, Any], topics: Sequence[str], timeout: float = 10.0) -> None:
+def ensure_topics(config: Mapping[str, Any], topics: Sequence[str], timeout: float = 10.0) -> bool:
     """Create the topics that are missing (``DEFAULT_PARTITIONS`` partitions), when the cluster lets us.
 
     A cluster where topics are made by its operators may refuse; that is logged, not raised:
-    the producer or consumer then says what is wrong.
+    the producer or consumer then says what is wrong. Returns whether the broker answered.
     """
     admin = AdminClient(dict(config))
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         _log.warning("could not list Kafka topics (%s); not creating any", exc.args[0])
-        return
+        return False
     missing = [NewTopic(t, DEFAULT_PARTITIONS) for t in topics if t not in existing]
     if not missing:
-        return
+        return True
     for topic, future in admin.create_topics(missing, operation_timeout=timeout).items():
         try:
             future.result(timeout)
@@ -194,6 +181,7 @@ def ensure_topics(config: Mapping[str, Any], topics: Sequence[str], timeout: flo
             error = exc.args[0]
             if not (isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS):
                 _log.warning("could not create Kafka topic %s: %s", topic, error)
+    return True
 
 
 def outcome_of(error: KafkaError | None) -> Outcome:
@@ -232,6 +220,7 @@ class KafkaSender:
         self._admin_config = client_config(target.bootstrap, options or {}, client_id)
         self._config = {**producer_config(target.bootstrap, options or {}, client_id, timeout), "error_cb": self._error}
         self._fatal: KafkaError | None = None
+        self._rounds_without_ack = 0
         self._producer = Producer(self._config)
         self._encode: Callable[[CloudEvent], kafka_binding.KafkaRecord] = (
             kafka_binding.encode_binary if mode == "binary" else kafka_binding.encode_structured
@@ -249,9 +238,10 @@ class KafkaSender:
         """Produce every event, wait for the broker's acknowledgements; one outcome per event, in order."""
         if not events:
             return []
-        if not self._topic_checked:
-            await asyncio.to_thread(ensure_topics, self._admin_config, [self.target.topic], self._timeout)
-            self._topic_checked = True
+        if not self._topic_checked:  # (again on the next send when the broker did not answer)
+            self._topic_checked = await asyncio.to_thread(
+                ensure_topics, self._admin_config, [self.target.topic], self._timeout
+            )
         # Delivery reports only store what they are given: a callback that calls into the client
         # while librdkafka has a fatal error pending fails, so outcomes are worked out afterwards.
         reports: list[KafkaError | Literal[False] | None] = [False] * len(events)
@@ -272,9 +262,14 @@ class KafkaSender:
             if report is not None and report.fatal():
                 self._fatal = report
             results[index] = outcome_of(report)
-        if self._fatal is not None:
+        outcomes = [r if r is not None else RetryLater("not produced") for r in results]
+        if any(isinstance(o, Delivered) for o in outcomes):
+            self._rounds_without_ack = 0
+        elif all(isinstance(o, RetryLater) for o in outcomes):
+            self._rounds_without_ack += 1
+        if self._fatal is not None or self._rounds_without_ack >= _RENEW_AFTER_ROUNDS:
             self._renew()
-        return [r if r is not None else RetryLater("not produced") for r in results]
+        return outcomes
 
     def _error(self, error: KafkaError) -> None:
         """librdkafka's error callback (runs inside poll/flush)."""
@@ -283,12 +278,20 @@ class KafkaSender:
         client_log.warning("Kafka producer: %s", error)
 
     def _renew(self) -> None:
-        """Replace a producer that hit a fatal error (e.g. a broker that forgot our producer id).
+        """Replace a producer that hit a fatal error or has had nothing acknowledged for several rounds.
 
-        An idempotent producer cannot go on after one; what it did not deliver was reported as
-        :class:`RetryLater` and is sent again by the new producer.
+        A broker that lost its state (a restarted Tansu, or a cluster whose producer-state retention
+        expired) no longer knows our producer id: librdkafka then either fails fatally or, seen with
+        Tansu, bumps the epoch of that unknown id again and again and never delivers. A new producer
+        asks for a new id. What the old one did not deliver was reported as :class:`RetryLater`.
         """
-        _log.warning("the Kafka producer hit a fatal error (%s); starting a new one", self._fatal)
+        why = (
+            f"a fatal error ({self._fatal})"
+            if self._fatal
+            else f"nothing acknowledged in {self._rounds_without_ack} tries"
+        )
+        _log.warning("Kafka producer: %s; starting a new one", why)
+        self._rounds_without_ack = 0
         with contextlib.suppress(Exception):
             self._producer.purge()
         self._producer = Producer(self._config)
