@@ -229,6 +229,30 @@ def test_a_structured_value_with_the_key_sets_partitionkey(consuming: KafkaAudit
     assert item["event"]["partitionkey"] == "user-42"
 
 
+def test_a_round_that_fails_unexpectedly_is_read_again_and_nothing_is_lost(
+    consuming: KafkaAudit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stalled partition: a round that raises is rewound, read again and stored (fault injected: a
+    decoder that fails once, which the real one cannot be made to do)."""
+    source = unique_source("flaky")
+    real = kafka.decode
+    failed: list[str] = []
+
+    def flaky(key: object, headers: object, value: bytes | None, **options: object) -> CloudEvent:
+        event = real(key, headers, value, **options)  # type: ignore[arg-type]
+        if event.source == source and not failed:
+            failed.append(event.id)
+            raise RuntimeError("injected")
+        return event
+
+    monkeypatch.setattr(kafka, "decode", flaky)
+    events = [_event(source, i, key=f"k{i}") for i in range(10)]
+    produce(consuming.bootstrap, consuming.topic, [tuple(kafka.encode_binary(e)) for e in events])  # type: ignore[misc]
+    items = consuming.wait_stored(source, 10)
+    assert failed, "the injected failure happened"
+    assert sorted(item["event"]["id"] for item in items) == sorted(e.id for e in events)
+
+
 def test_readyz_is_503_when_the_broker_is_gone(own_broker: DevBroker, tmp_path: Path) -> None:
     topic = new_topic(own_broker.bootstrap)
     with kafka_audit(f"sqlite:///{tmp_path / 'a.db'}", "sqlite", own_broker.bootstrap, topic) as audit:

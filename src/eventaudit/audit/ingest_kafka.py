@@ -65,6 +65,10 @@ class KafkaIngestSettings:
         return f"{self.topic}.dlq"
 
 
+class _FatalError(KafkaException):
+    """The consumer cannot go on (librdkafka says so)."""
+
+
 @dataclass(frozen=True)
 class _DeadLetter:
     message: Message
@@ -100,9 +104,13 @@ class KafkaIngest:
             "error_cb": self._on_error,
             "stats_cb": self._on_stats,
         }
-        # Dead letters carry the original value, which may exceed the default 1 MB message size.
-        self._dlq_config = kafka_transport.producer_config(
-            settings.bootstrap, {"message.max.bytes": "67108864", **settings.options}, "eventaudit-audit-dlq", 30.0
+        # Dead letters carry the original value, which may exceed the default 1 MB message size. Not the
+        # idempotent producer: a dead letter written twice is harmless, and a broker that forgets
+        # producer ids (a restarted Tansu) must not hold the partition up.
+        self._dlq_config = kafka_transport.client_config(
+            settings.bootstrap,
+            {"acks": "all", "message.max.bytes": "67108864", "delivery.timeout.ms": "30000", **settings.options},
+            "eventaudit-audit-dlq",
         )
         # The settings are checked now, so that a mistake stops the service at start with a clear message.
         self._consumer = Consumer(self._consumer_config)
@@ -146,8 +154,16 @@ class KafkaIngest:
             )
             while not self._stopping.is_set():
                 messages = self._consumer.consume(self.settings.batch, 0.5)
-                if messages:
+                if not messages:
+                    continue
+                try:
                     self._round(messages)
+                except _FatalError:
+                    raise
+                except Exception:  # nothing of it was committed: go back and read it again after a pause
+                    self._rewind(messages)
+                    _log.exception("a round of %d Kafka records failed; reading them again in 1 s", len(messages))
+                    self._stopping.wait(1.0)
         except Exception as exc:  # a fatal client error: say so on /readyz and in the log
             self._failure = f"{exc.__class__.__name__}: {exc}"
             _log.exception("the Kafka consumer stopped")
@@ -167,7 +183,7 @@ class KafkaIngest:
             error = message.error()
             if error is not None:
                 if error.fatal():
-                    raise KafkaException(error)
+                    raise _FatalError(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     _log.warning("Kafka consumer: %s", error)
                 continue
@@ -179,11 +195,7 @@ class KafkaIngest:
                 dead.append(_DeadLetter(message, _kind(exc), str(exc)))
             else:
                 good.append((message, event))
-        try:
-            done = self._store(good, dead) and self._dead_letters(dead)
-        except Exception:
-            self._rewind(messages)
-            raise
+        done = self._store(good, dead) and self._dead_letters(dead)
         if not done:  # stopping: what was read and not finished is read again by whoever comes next
             self._rewind(messages)
             return
