@@ -23,6 +23,9 @@ _EXAMPLES = """\
 examples:
   eventaudit audit                                  # audit service on 127.0.0.1:8080, SQLite in ./data
   eventaudit audit --db postgresql://localhost/audit --host 0.0.0.0 --read-token $TOKEN
+  eventaudit audit --kafka-bootstrap 127.0.0.1:9092  # also consume the Kafka topic audit
+  eventaudit users --sink kafka://127.0.0.1:9092/audit  # users service whose relay produces to Kafka
+  eventaudit up --transport kafka                   # everything, through a development broker
   eventaudit send http://127.0.0.1:8080/ --type user.created --source /users --data '{"id": "42"}'
   eventaudit tail http://127.0.0.1:8080 --token $TOKEN --type 'user.*'
   eventaudit verify --db sqlite:///data/audit.db
@@ -128,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="run the audit service (receives CloudEvents, keeps the log, serves reads)",
-        description="Run the audit service: POST / takes CloudEvents; /v1/events, /v1/events/stream, "
+        description="Run the audit service: POST / takes CloudEvents (and, with --kafka-bootstrap, a consumer "
+        "in a group reads them from a Kafka topic into the same log); /v1/events, /v1/events/stream, "
         "/v1/events/export and /v1/stats serve them back; /docs shows the API. SIGTERM stops it gracefully "
         "(exit 0); exit 2 when the flags or the database cannot be used.",
     )
