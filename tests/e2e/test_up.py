@@ -15,6 +15,13 @@ from tests.integration.users.conftest import OZZY
 pytestmark = pytest.mark.e2e
 
 
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz").status_code == 200
+    except httpx.TransportError:  # not listening yet
+        return False
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -33,8 +40,8 @@ def test_up_runs_the_whole_system_and_the_write_ups_request_reaches_the_log(tran
             assert "in memory only" in up.stderr
             assert _listening(kafka_port), "the development broker is not listening"
         users, audit = f"http://127.0.0.1:{users_port}", f"http://127.0.0.1:{audit_port}"
-        wait_for(lambda: httpx.get(users + "/readyz").status_code == 200, 30, "the users service")
-        wait_for(lambda: httpx.get(audit + "/readyz").status_code == 200, 60, "the audit service (and its consumer)")
+        wait_for(lambda: _ready(users), 30, "the users service")
+        wait_for(lambda: _ready(audit), 60, "the audit service (and its consumer)")
         # the write-up's curl, byte for byte
         created = httpx.post(users + "/v1/user", content=OZZY, headers={"content-type": "application/json"})
         assert created.status_code == 201, created.text

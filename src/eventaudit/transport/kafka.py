@@ -35,6 +35,7 @@ DEFAULT_TOPIC: Final = "audit"
 DEFAULT_PARTITIONS: Final = 3
 #: Sends in a row with nothing acknowledged after which the producer is replaced (see KafkaSender._renew).
 _RENEW_AFTER_ROUNDS: Final = 3
+_TOPIC_RETRY_SECONDS: Final = 60.0
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _log = logging.getLogger(__name__)
 
@@ -226,6 +227,7 @@ class KafkaSender:
             kafka_binding.encode_binary if mode == "binary" else kafka_binding.encode_structured
         )
         self._topic_checked = False
+        self._topic_tried_at = -_TOPIC_RETRY_SECONDS
 
     async def send(self, events: Sequence[CloudEvent]) -> Outcome:
         """Deliver ``events``; the outcome of the first one not delivered, else :class:`Delivered`."""
@@ -238,7 +240,9 @@ class KafkaSender:
         """Produce every event, wait for the broker's acknowledgements; one outcome per event, in order."""
         if not events:
             return []
-        if not self._topic_checked:  # (again on the next send when the broker did not answer)
+        now = time.monotonic()
+        if not self._topic_checked and now - self._topic_tried_at > _TOPIC_RETRY_SECONDS:
+            self._topic_tried_at = now  # a broker that did not answer is asked again a minute later
             self._topic_checked = await asyncio.to_thread(
                 ensure_topics, self._admin_config, [self.target.topic], self._timeout
             )
