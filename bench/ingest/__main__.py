@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -274,7 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
     parser.add_argument("--rate", type=int, default=1000, help="events/s of the latency test (default 1000)")
+    parser.add_argument("--latency-only", action="store_true", help="only the paced latency test")
     args = parser.parse_args(argv)
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    if args.latency_only:
+        os.sched_setaffinity(0, {args.load_cpu})
+        for kind in kinds:
+            latency_test(kind, args, lambda name, value, note: print(f"{name:<58} {value:>16}  {note}", flush=True))
+        return 0
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
     os.sched_setaffinity(0, {args.load_cpu})
@@ -316,7 +323,6 @@ def main(argv: list[str] | None = None) -> int:
     bare = bare_insert_rate()
     report("bare sqlite3 executemany, 100 rows/commit (FULL)", f"{bare:,.0f} rows/s")
 
-    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     for kind in kinds:
         for c in args.connections:
             for script, per_request in (("binary.lua", 1), ("structured.lua", 1), ("batch.lua", 100)):
@@ -343,18 +349,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"{note}; p99 {result.get('p99', float('nan')):.1f} ms; non-2xx {result['non2xx']:.0f}; "
                     f"peak RSS {rss:.0f} MiB",
                 )
-        with database(kind) as url:
-            port = free_port()
-            with server(audit_command(url, port), args.server_cpu, port) as proc:
-                latency = asyncio.run(paced(f"http://127.0.0.1:{port}/", args.rate, args.seconds))
-                rss = peak_rss_mib(proc.pid)
-            report(
-                f"audit on {kind}, p99 latency at {args.rate} ev/s",
-                f"{latency['p99']:.2f} ms",
-                f"p50 {latency['p50']:.2f} ms, max {latency['max']:.1f} ms, failures {latency['failures']:.0f}, "
-                f"achieved {latency['achieved']:,.0f}/s; peak RSS {rss:.0f} MiB (target p99 <= 10 ms)",
-            )
+        latency_test(kind, args, report)
     return 0
+
+
+def latency_test(kind: str, args: argparse.Namespace, report: Callable[[str, str, str], None]) -> None:
+    """p99 latency of single binary events paced at ``args.rate``, on a fresh database of ``kind``."""
+    with database(kind) as url:
+        port = free_port()
+        with server(audit_command(url, port), args.server_cpu, port) as proc:
+            latency = asyncio.run(paced(f"http://127.0.0.1:{port}/", args.rate, args.seconds))
+            rss = peak_rss_mib(proc.pid)
+        report(
+            f"audit on {kind}, p99 latency at {args.rate} ev/s",
+            f"{latency['p99']:.2f} ms",
+            f"p50 {latency['p50']:.2f} ms, max {latency['max']:.1f} ms, failures {latency['failures']:.0f}, "
+            f"achieved {latency['achieved']:,.0f}/s; peak RSS {rss:.0f} MiB (target p99 <= 10 ms)",
+        )
 
 
 if __name__ == "__main__":
