@@ -34,7 +34,8 @@ check: $(STAMP)  ## format, lint, types, import contracts
 	$(BIN)/lint-imports
 
 test: check $(JS_STAMP)  ## everything CI runs
-	$(BIN)/python -m pytest
+	# four workers, a file each at a time: the suite mostly waits (Kafka group joins, real servers, timeouts)
+	$(BIN)/python -m pytest -n 4 --dist loadfile
 	# the codec again without its C accelerator: the pure-Python reference must pass on its own
 	EVENTAUDIT_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/unit/events
 
