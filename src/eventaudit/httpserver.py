@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 import json
@@ -246,7 +247,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": f"{_utc_second(int(record.created // 1))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -254,7 +255,16 @@ class JSONFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in self._SKIP})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _log_encoder.encode(entry)  # as json.dumps(entry, default=str), without an encoder object per line
+
+
+_log_encoder = json.JSONEncoder(default=str)
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    """``seconds`` since the epoch as RFC 3339 UTC without the fraction; a log line's second is often the last one's."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def configure_logging(level: str = "info", json_lines: bool | None = None) -> None:
