@@ -43,7 +43,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## benchmarks next to their baselines; see docs/benchmarks.md (bench.ingest needs wrk)
+bench: $(STAMP)  ## benchmarks next to their baselines; see docs/benchmarks.md (bench.ingest and bench.users need wrk)
 	$(BIN)/python -m bench.codec
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.users

@@ -351,7 +351,17 @@ def test_kill_9_of_the_relay_between_sending_and_marking_is_absorbed_by_the_audi
 ) -> None:
     ids = _events_in_outbox(db_url, 5)
     port = free_port()
-    relay_args = ["relay", "--db", db_url, "--sink", f"http://127.0.0.1:{port}/", "--relay-lease", "4"]
+    relay_args = [
+        "relay",
+        "--db",
+        db_url,
+        "--sink",
+        f"http://127.0.0.1:{port}/",
+        "--relay-lease",
+        "4",
+        "--metrics-port",
+        "0",
+    ]
     relay_args += ["--sink-timeout", "2", "--retry-max", "1"]
     gate = _Gate(db_url)
     with audit_on(tmp_path, port, wrap=gate.wrap) as audit:
