@@ -43,10 +43,14 @@ def tansu_binary() -> str:
 class DevBroker:
     """A Tansu process on ``host:port``; :meth:`stop` (or leaving the ``with``) ends it and its messages."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9092, log: Path | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 9092, log: Path | None = None, *, authentication: bool = False
+    ) -> None:
         self.host = host
         self.port = port
         self._log_path = log
+        #: Clients must log in (SASL); Tansu keeps its users in the same memory as its messages.
+        self.authentication = authentication
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,7 +69,15 @@ class DevBroker:
         output = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(  # noqa: S603 (our own binary, our own arguments)
-                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    *(["--authentication"] if self.authentication else []),
+                ],
                 stdout=output,
                 stderr=output,
                 stdin=subprocess.DEVNULL,

