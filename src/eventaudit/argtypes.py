@@ -57,7 +57,14 @@ def kafka_option(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-KAFKA_OPTION_HELP = (
-    "a librdkafka setting passed to the Kafka clients, e.g. security.protocol=SASL_SSL, "
-    "sasl.mechanism=SCRAM-SHA-256, sasl.username=…, sasl.password=…, ssl.ca.location=…; repeatable"
-)
+def add_kafka_option(parser: argparse.ArgumentParser) -> None:
+    """``--kafka-option KEY=VALUE`` (repeatable), the same on every command that talks to Kafka."""
+    parser.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        type=kafka_option,
+        metavar="KEY=VALUE",
+        help="a librdkafka setting passed to the Kafka clients, e.g. security.protocol=SASL_SSL, "
+        "sasl.mechanism=SCRAM-SHA-256, sasl.username=…, sasl.password=…, ssl.ca.location=…; repeatable",
+    )

@@ -179,14 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kafka-topic", default="audit", help="the topic to consume (default audit; dead letters go to TOPIC.dlq)"
     )
     audit.add_argument("--kafka-group", default="audit-group-id", help="the consumer group (default audit-group-id)")
-    audit.add_argument(
-        "--kafka-option",
-        action="append",
-        default=[],
-        type=argtypes.kafka_option,
-        metavar="KEY=VALUE",
-        help=argtypes.KAFKA_OPTION_HELP,
-    )
+    argtypes.add_kafka_option(audit)
     audit.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
     audit.add_argument(
         "--log-level",
@@ -278,14 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--kafka-port", type=argtypes.port, default=9092, help="port of the development broker (default 9092)"
     )
-    up.add_argument(
-        "--kafka-option",
-        action="append",
-        default=[],
-        type=argtypes.kafka_option,
-        metavar="KEY=VALUE",
-        help=argtypes.KAFKA_OPTION_HELP,
-    )
+    argtypes.add_kafka_option(up)
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(run=_run_up)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,8 @@ from eventaudit.broker import DevBroker
 from eventaudit.events import CloudEvent
 from eventaudit.events.bindings import kafka
 from tests.e2e.running import AuditService, items, run_cli, wait_for
-from tests.kafka.conftest import PARTITIONS, new_topic, start_broker
+from tests.integration.servers import metric_value
+from tests.kafka.conftest import PARTITIONS, new_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -36,25 +36,11 @@ WINDOW = 400
 SOURCE = "/e2e/kafka-crash"
 
 
-@pytest.fixture(scope="module")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevBroker]:
-    started = start_broker(tmp_path_factory.mktemp("tansu"))
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
 def metric(url: str, name: str, **labels: str) -> float:
     """One sample of the service's ``/metrics`` (0 when absent)."""
     response = httpx.get(url + "/metrics", timeout=5)
     response.raise_for_status()
-    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
-    for line in response.text.splitlines():
-        series, _, value = line.rpartition(" ")
-        if series == wanted:
-            return float(value)
-    return 0.0
+    return metric_value(response.text, name, **labels)
 
 
 def stored(service: AuditService) -> int:
@@ -129,9 +115,9 @@ class Producing(threading.Thread):
 
 
 def test_kill_9_while_consuming_then_restart_stores_every_event_once(
-    kafka_broker: DevBroker, db_url: str, tmp_path: Path
+    broker: DevBroker, db_url: str, tmp_path: Path
 ) -> None:
-    topic = new_topic(kafka_broker.bootstrap, PARTITIONS)
+    topic = new_topic(broker.bootstrap, PARTITIONS)
     group = f"audit-{uuid.uuid4().hex[:8]}"
     events = [
         CloudEvent.create(
@@ -144,8 +130,8 @@ def test_kill_9_while_consuming_then_restart_stores_every_event_once(
         )
         for n in range(EVENTS)
     ]
-    first = consuming(db_url, kafka_broker, topic, group, tmp_path)
-    producing = Producing(kafka_broker.bootstrap, topic, events, first)
+    first = consuming(db_url, broker, topic, group, tmp_path)
+    producing = Producing(broker.bootstrap, topic, events, first)
     restarted: AuditService | None = None
     try:
         wait_for(
@@ -161,7 +147,7 @@ def test_kill_9_while_consuming_then_restart_stores_every_event_once(
         assert KILL_AT <= left < EVENTS, f"the kill came after {left} of {EVENTS} events were stored"
         producing.finish()
 
-        restarted = consuming(db_url, kafka_broker, topic, group, tmp_path)
+        restarted = consuming(db_url, broker, topic, group, tmp_path)
         wait_for(lambda: stored(restarted) + left >= EVENTS, 120, f"all {EVENTS} events stored")
         logged = items(restarted.url, source=SOURCE)
         assert stored(restarted) == EVENTS - left, "the restart stored an event the first run had stored"

@@ -100,3 +100,13 @@ class Process:
         self._reader.join(5)
         self.log = b"".join(self._chunks)
         return code
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition (``/metrics``), 0 when the series is not there (yet)."""
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in exposition.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == wanted:
+            return float(value)
+    return 0.0

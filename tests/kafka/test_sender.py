@@ -23,9 +23,9 @@ from eventaudit.broker import DevBroker
 from eventaudit.events import CloudEvent
 from eventaudit.transport import Delivered, Outcome, Rejected, RetryLater
 from eventaudit.transport.kafka import DEFAULT_PARTITIONS, KafkaMode, KafkaSender, KafkaTarget, producer_config
-from tests.conftest import require
+from tests.conftest import require, tansu_available
 from tests.integration.servers import free_port
-from tests.kafka.conftest import headers_of, new_topic, read_all, tansu_available
+from tests.kafka.conftest import headers_of, new_topic, read_all
 
 pytestmark = pytest.mark.kafka
 

@@ -93,14 +93,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="where the relay delivers: the audit service (http://…, default http://127.0.0.1:8080/) or a Kafka "
         "topic (kafka://HOST:PORT[,HOST:PORT]/TOPIC, topic default audit; key = user id, acks=all, idempotent)",
     )
-    parser.add_argument(
-        "--kafka-option",
-        action="append",
-        default=[],
-        type=argtypes.kafka_option,
-        metavar="KEY=VALUE",
-        help=argtypes.KAFKA_OPTION_HELP,
-    )
+    argtypes.add_kafka_option(parser)
     parser.add_argument(
         "--source",
         default="/eventaudit/users",

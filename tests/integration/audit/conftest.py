@@ -25,7 +25,7 @@ from eventaudit.events import CloudEvent
 from eventaudit.events.bindings import http
 from tests.conftest import require
 from tests.integration.conftest import PG_ADMIN, _pg_available
-from tests.integration.servers import serve_in_thread
+from tests.integration.servers import metric_value, serve_in_thread
 
 READ_TOKEN = "read-token-for-tests-0001"
 SECOND_READ_TOKEN = "read-token-for-tests-0002"
@@ -122,12 +122,7 @@ class AuditServer:
         """The value of one sample of ``/metrics`` (0 when the series does not exist yet)."""
         response = self.client.get("/metrics")
         assert response.status_code == 200
-        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
-        for line in response.text.splitlines():
-            series, _, value = line.rpartition(" ")
-            if series == wanted:
-                return float(value)
-        return 0.0
+        return metric_value(response.text, name, **labels)
 
 
 @contextlib.contextmanager
