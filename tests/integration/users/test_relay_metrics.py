@@ -123,12 +123,13 @@ def test_relay_metrics_move_as_events_wait_are_sent_and_parked(
         lambda: (
             (s := scrape(url))["eventaudit_relay_sent_events_total"] == 2
             and s["eventaudit_relay_parked_total"] == 1
+            # a scrape reads the backlog from the database before the counters: one may be a round behind
+            and s["eventaudit_outbox_backlog_events"] == 0
             and s
         ),
-        what="two events sent and one parked",
+        what="two events sent and one parked, and an empty backlog",
         timeout=30,
     )
-    assert after["eventaudit_outbox_backlog_events"] == 0
     assert after["eventaudit_outbox_parked_events"] == 1
     assert after["eventaudit_outbox_lag_seconds"] == 0
     assert after["eventaudit_relay_delivery_seconds_count"] == 2
