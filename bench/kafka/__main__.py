@@ -55,6 +55,7 @@ from eventaudit.events.bindings import kafka as kafka_binding
 from eventaudit.events.formats import json as json_format
 from eventaudit.users import migrate as users_migrate
 from eventaudit.users.models import outbox
+from eventaudit.users.settings import KAFKA_RELAY_BATCH
 
 TOKEN = "bench-read-token-0123456789"
 CONSUME_RATIO_TARGET = 0.40
@@ -323,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                 drop_pg_database(args.postgres, pg_name)
         for batch in batches:
             rate, startup, rss = relay_produce(broker.bootstrap, args.relay_events, batch, folder)
+            default = " (default)" if batch == KAFKA_RELAY_BATCH else ""
             report(
-                f"relay produce from the outbox, --relay-batch {batch}",
+                f"relay produce from the outbox, --relay-batch {batch}{default}",
                 f"{rate:,.0f} ev/s",
                 f"start-up {startup:.2f} s (not counted); peak RSS {rss:.0f} MiB",
             )

@@ -97,7 +97,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
 def relay_options(settings: UsersSettings) -> RelayOptions:
     """The relay's options from the service settings."""
     return RelayOptions(
-        batch=settings.relay_batch,
+        batch=settings.batch,
         concurrency=settings.relay_concurrency,
         poll=settings.relay_poll,
         lease=settings.relay_lease,

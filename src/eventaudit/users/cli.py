@@ -109,7 +109,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--sink-token", "--ingest-token", metavar="TOKEN", help="bearer token for the sink (its --ingest-token)"
     )
     parser.add_argument(
-        "--relay-batch", type=argtypes.positive, default=200, help="events per relay round (default 200)"
+        "--relay-batch",
+        type=argtypes.positive,
+        help="events per relay round (default 200 to an http:// sink, 5000 to kafka://)",
     )
     parser.add_argument(
         "--relay-lease",
