@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from eventaudit import __version__, db, problems
+from eventaudit import __version__, db, httpserver, problems
 from eventaudit.audit import api, ingest_http, migrate
 from eventaudit.audit.metrics import AuditMetrics
 from eventaudit.audit.service import GroupCommitter
@@ -81,8 +81,7 @@ def create_app(settings: AuditSettings) -> FastAPI:
     endpoint = ingest_http.IngestEndpoint(settings, committer, metrics)
     app.include_router(ingest_http.router(settings, endpoint))
     # Outermost, before FastAPI's own middleware: ingest is the hot path and needs none of it.
-    build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: ingest_http.FastIngest(build_stack(), endpoint)  # type: ignore[method-assign]
+    httpserver.wrap_outermost(app, lambda inner: ingest_http.FastIngest(inner, endpoint))
     app.include_router(api.router(settings, store, metrics, notifier, ready))
     app.state.store = store
     app.state.kafka = consumer

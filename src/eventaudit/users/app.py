@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from eventaudit import __version__, db, problems
+from eventaudit import __version__, db, httpserver, problems
 from eventaudit.transport import Sender
 from eventaudit.transport.sinks import open_sender
 from eventaudit.users import api, migrate
@@ -87,8 +87,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
     problems.install(app)
     app.include_router(api.router(settings, uow, service, metrics, on_change=wake_relay))
     # Outermost, before FastAPI's own middleware: reading one user is the hot path and needs none of it.
-    build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: FastRead(build_stack(), uow)  # type: ignore[method-assign]
+    httpserver.wrap_outermost(app, lambda inner: FastRead(inner, uow))
     app.state.uow = uow
     app.state.metrics = metrics
     return app

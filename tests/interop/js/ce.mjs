@@ -26,13 +26,10 @@
 import http from "node:http";
 import { Buffer } from "node:buffer";
 import sdk from "cloudevents";
+import { describe, viewBytes } from "./describe.mjs";
 
 const { CloudEvent, HTTP, Kafka } = sdk;
 const BATCH_CONTENT_TYPE = "application/cloudevents-batch+json";
-
-function viewBytes(view) {
-  return Buffer.from(view.buffer, view.byteOffset, view.byteLength);
-}
 
 function typeName(value) {
   return value === undefined || value === null ? String(value) : value.constructor?.name ?? typeof value;
@@ -51,25 +48,6 @@ function build({ attributes, data }) {
     properties.data = data.kind === "bytes" ? new Uint8Array(Buffer.from(data.value, "base64")) : data.value;
   }
   return new CloudEvent(properties);
-}
-
-function describeData(data) {
-  if (data === undefined) return { kind: "none" };
-  if (ArrayBuffer.isView(data)) {
-    return { kind: "bytes", class: data.constructor.name, base64: viewBytes(data).toString("base64") };
-  }
-  if (typeof data === "string") return { kind: "string", value: data };
-  return { kind: "json", value: data };
-}
-
-function describe(event) {
-  const attributes = {};
-  for (const name of Object.getOwnPropertyNames(event)) {
-    const value = event[name];
-    if (name === "data" || name === "data_base64" || value === undefined) continue;
-    attributes[name] = ArrayBuffer.isView(value) ? { bytes: viewBytes(value).toString("base64") } : value;
-  }
-  return { attributes, data: describeData(event.data), data_base64: event.data_base64 ?? null };
 }
 
 function httpWire(message) {

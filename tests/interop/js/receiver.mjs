@@ -10,38 +10,16 @@
 // Every request goes to HTTP.toEvent (binary, structured, and batches, which the SDK reads);
 // decoded: 204; not decoded: 400 application/problem+json naming the SDK's error.
 //
-// <event> is what the SDK holds, as ce.mjs describes it:
+// <event> is what the SDK holds, as describe.mjs shows it:
 //   {"attributes": {name: value}, "data": <data>, "data_base64": str|null}
 //   <data> = {"kind": "none"} | {"kind": "string", "value": s} | {"kind": "json", "value": v}
 //          | {"kind": "bytes", "class": "Uint8Array"|..., "base64": the bytes of the view}.
 import http from "node:http";
 import { Buffer } from "node:buffer";
 import sdk from "cloudevents";
+import { describe } from "./describe.mjs";
 
 const { HTTP } = sdk;
-
-function viewBytes(view) {
-  return Buffer.from(view.buffer, view.byteOffset, view.byteLength);
-}
-
-function describeData(data) {
-  if (data === undefined) return { kind: "none" };
-  if (ArrayBuffer.isView(data)) {
-    return { kind: "bytes", class: data.constructor.name, base64: viewBytes(data).toString("base64") };
-  }
-  if (typeof data === "string") return { kind: "string", value: data };
-  return { kind: "json", value: data };
-}
-
-function describe(event) {
-  const attributes = {};
-  for (const name of Object.getOwnPropertyNames(event)) {
-    const value = event[name];
-    if (name === "data" || name === "data_base64" || value === undefined) continue;
-    attributes[name] = ArrayBuffer.isView(value) ? { bytes: viewBytes(value).toString("base64") } : value;
-  }
-  return { attributes, data: describeData(event.data), data_base64: event.data_base64 ?? null };
-}
 
 // Text and JSON bodies reach a Node handler as strings, anything else as a Buffer; no body is undefined.
 function bodyFor(contentType, bytes) {
