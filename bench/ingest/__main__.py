@@ -192,7 +192,7 @@ def bare_insert_rate(rows: int = 100_000, per_commit: int = 100) -> float:
     """Rows/s of a bare sqlite3 executemany loop, same schema and rows, a durable commit per 100 rows."""
     from eventaudit import db
     from eventaudit.audit import chain, migrate
-    from eventaudit.audit.store import _row
+    from eventaudit.audit.store import ROW_COLUMNS, _row
     from eventaudit.events import CloudEvent
 
     with tempfile.TemporaryDirectory() as folder:
@@ -213,9 +213,8 @@ def bare_insert_rate(rows: int = 100_000, per_commit: int = 100) -> float:
             canonical = chain.canonical(event)
             previous = chain.link(previous, seq, 0, canonical)
             prepared.append(_row(event, seq, 0, canonical, previous))
-        columns = list(prepared[0])
-        sql = f"INSERT INTO audit_events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-        values = [tuple(row[c] for c in columns) for row in prepared]
+        sql = f"INSERT INTO audit_events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
+        values = prepared
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

@@ -12,7 +12,8 @@ metadata = MetaData()
 events = Table(
     "audit_events",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # On SQLite the rowid itself (INTEGER PRIMARY KEY): one B-tree fewer per row.
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False),
     Column("recordedtime", BigInteger, nullable=False),  # microseconds since the epoch, UTC
     Column("specversion", String(16), nullable=False),
     Column("id", Text, nullable=False),
@@ -26,12 +27,12 @@ events = Table(
     Column("extensions", Text, nullable=False),  # JSON object, as received
     Column("event", Text, nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
-    UniqueConstraint("source", "id", name="uq_audit_events_source_id"),
+    # Id first: the duplicate check and the id filter both look up by id, so no separate index on id.
+    UniqueConstraint("id", "source", name="uq_audit_events_id_source"),
     Index("ix_audit_events_type", "type"),
     Index("ix_audit_events_subject", "subject"),
     Index("ix_audit_events_time_us", "time_us"),
     Index("ix_audit_events_recordedtime", "recordedtime"),
-    Index("ix_audit_events_id", "id"),
 )
 
 #: The end of the chain: one row (``id`` = 1) with the last ``seq`` and its hash.

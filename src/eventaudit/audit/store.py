@@ -45,6 +45,8 @@ WALK_COLUMNS: Final = (
     "dataschema",
     "extensions",
 )
+#: The columns of a row as :func:`_chain` builds it: the table's own order (``INSERT`` without names).
+ROW_COLUMNS: Final = tuple(column.name for column in events.columns)
 _KEY_CHUNK = 400
 _sorted_encoder = msgspec.json.Encoder(order="sorted")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -128,7 +130,7 @@ class AuditStore:
             seen = self._existing(conn, {(e.source, e.id) for group in groups for e in group})
             chained = _chain(groups, seen, int(head.seq), bytes(head.hash))
             if chained.rows:
-                conn.execute(insert(events), chained.rows)
+                conn.execute(insert(events), [dict(zip(ROW_COLUMNS, row, strict=True)) for row in chained.rows])
                 conn.execute(update(chain_head).where(chain_head.c.id == 1).values(seq=chained.seq, hash=chained.head))
         return chained.results
 
@@ -165,7 +167,7 @@ class AuditStore:
 
     @staticmethod
     def _existing(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        # Per source, `source = ? AND id IN (…)`: the UNIQUE (source, id) index answers it alone. (SQLite
+        # Per source, `source = ? AND id IN (…)`: the UNIQUE (id, source) index answers it alone. (SQLite
         # scans the whole table for a (source, id) IN (VALUES …); PostgreSQL, before its statistics know
         # a fast-growing table, chose a sequential scan for `id IN (…)`: each batch cost O(log size).)
         found: set[tuple[str, str]] = set()
@@ -258,7 +260,7 @@ class AuditStore:
 
 @dataclass
 class _Chained:
-    rows: list[dict[str, Any]]
+    rows: list[tuple[Any, ...]]  # in ROW_COLUMNS order
     results: list[list[int | None]]
     seq: int
     head: bytes
@@ -268,7 +270,7 @@ def _chain(groups: Sequence[Sequence[CloudEvent]], seen: set[tuple[str, str]], s
     """The rows that extend the chain from ``(seq, head)`` with the events of ``groups`` not in ``seen``."""
     seen = set(seen)
     recordedtime = time.time_ns() // 1000
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     results: list[list[int | None]] = []
     for group in groups:
         outcome: list[int | None] = []
@@ -290,7 +292,7 @@ def _chain(groups: Sequence[Sequence[CloudEvent]], seen: set[tuple[str, str]], s
 # The statements of append_core, compiled once by SQLAlchemy for sqlite3 with named parameters.
 _SQLITE: Final = sqlite_dialect.dialect(paramstyle="named")
 _SQLITE_HEAD: Final = select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).compile(dialect=_SQLITE)
-_SQLITE_INSERT: Final = str(insert(events).compile(dialect=_SQLITE))
+_SQLITE_INSERT: Final = str(insert(events).compile(dialect=sqlite_dialect.dialect(paramstyle="qmark")))
 _SQLITE_MOVE_HEAD: Final = (
     update(chain_head)
     .where(chain_head.c.id == 1)
@@ -339,18 +341,23 @@ def _fetch(cursor: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
 
 def derived_columns(event: CloudEvent) -> dict[str, Any]:
     """The filter columns of a row, as they follow from its event."""
-    return {
-        "specversion": event.specversion,
-        "id": event.id,
-        "source": event.source,
-        "type": event.type,
-        "subject": event.subject,
-        "time": event.time,
-        "time_us": None if event.time is None else types.timestamp_micros(event.time),
-        "datacontenttype": event.datacontenttype,
-        "dataschema": event.dataschema,
-        "extensions": extensions_text(event.extensions),
-    }
+    return dict(zip(ROW_COLUMNS[2:-2], _derived(event), strict=True))
+
+
+def _derived(event: CloudEvent) -> tuple[Any, ...]:
+    time_ = event.time
+    return (
+        event.specversion,
+        event.id,
+        event.source,
+        event.type,
+        event.subject,
+        time_,
+        None if time_ is None else types.timestamp_micros(time_),
+        event.datacontenttype,
+        event.dataschema,
+        extensions_text(event.extensions),
+    )
 
 
 def extensions_text(extensions: Mapping[str, Any]) -> str:
@@ -358,10 +365,8 @@ def extensions_text(extensions: Mapping[str, Any]) -> str:
     return _sorted_encoder.encode(extensions).decode()
 
 
-def _row(event: CloudEvent, seq: int, recordedtime: int, canonical: bytes, digest: bytes) -> dict[str, Any]:
-    row = derived_columns(event)
-    row.update(seq=seq, recordedtime=recordedtime, event=canonical.decode(), hash=digest)
-    return row
+def _row(event: CloudEvent, seq: int, recordedtime: int, canonical: bytes, digest: bytes) -> tuple[Any, ...]:
+    return (seq, recordedtime, *_derived(event), canonical.decode(), digest)
 
 
 def micros(stamp: datetime) -> int:

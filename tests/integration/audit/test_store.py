@@ -22,7 +22,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from eventaudit import db
-from eventaudit.audit import chain, migrate
+from eventaudit.audit import chain, migrate, verify
 from eventaudit.audit.models import metadata
 from eventaudit.audit.store import BUCKET_MICROS, AuditStore, EventFilter, Record
 from eventaudit.events import CloudEvent
@@ -37,6 +37,7 @@ from tests.integration.audit.logs import (
 from tests.integration.conftest import PG_ADMIN
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HEAD_REVISION = "0002"
 
 
 def us(text_time: str) -> int:
@@ -447,7 +448,7 @@ def test_migrations_are_idempotent_and_match_the_models(store: AuditStore) -> No
 
     assert store.count() == 1
     with store.writer.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version_audit")).scalars().all() == ["0001"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version_audit")).scalars().all() == [HEAD_REVISION]
         assert (
             compare_metadata(
                 MigrationContext.configure(conn, opts={"version_table": "alembic_version_audit"}), metadata
@@ -456,6 +457,53 @@ def test_migrations_are_idempotent_and_match_the_models(store: AuditStore) -> No
         )
         tables = set(inspect(conn).get_table_names())
     assert {"audit_events", "audit_chain_head", "alembic_version_audit"} <= tables
+
+
+def test_migration_0002_keeps_every_stored_event_and_its_chain(db_url: str) -> None:
+    # A log written under the first schema (unique (source, id), an index on id, on SQLite a separate
+    # index on seq), then upgraded: the rows move unchanged, verify still passes, dedupe still holds.
+    writer, reader = db.create(db_url, writer=True), db.create(db_url)
+    try:
+        migrate.upgrade(writer, "0001")
+        old = AuditStore(writer, reader)
+        stored = [[event(id=f"e{n}", source=f"/s{n % 3}") for n in range(250)]]
+        assert old.append(stored) == [list(range(1, 251))]
+        before = [(r.seq, r.recordedtime, r.event) for r in everything(old)]
+        head_before = old.head()
+
+        migrate.upgrade(writer)
+
+        store = AuditStore(writer, reader)
+        assert [(r.seq, r.recordedtime, r.event) for r in everything(store)] == before
+        assert store.head() == head_before
+        assert verify.verify(store).ok
+        assert store.append([[event(id="e7", source="/s1"), event(id="e7", source="/other")]]) == [[None, 251]]
+        with writer.connect() as conn:
+            assert (
+                compare_metadata(
+                    MigrationContext.configure(conn, opts={"version_table": "alembic_version_audit"}), metadata
+                )
+                == []
+            )
+            indexed = {tuple(ix["column_names"]) for ix in inspect(conn).get_indexes("audit_events")}
+            unique = {tuple(uq["column_names"]) for uq in inspect(conn).get_unique_constraints("audit_events")}
+            if writer.dialect.name == "sqlite":  # seq is the rowid: no index of its own
+                assert conn.execute(text("SELECT count(*) FROM audit_events WHERE rowid != seq")).scalar() == 0
+        assert ("id",) not in indexed
+        assert unique == {("id", "source")}
+
+        after = [(r.seq, r.recordedtime, r.event) for r in everything(store)]
+        migrate.downgrade(writer, "0001")  # and back, for an operator who must
+        assert [(r.seq, r.recordedtime, r.event) for r in everything(AuditStore(writer, reader))] == after
+        assert verify.verify(AuditStore(writer, reader)).ok
+        with writer.connect() as conn:
+            assert {tuple(uq["column_names"]) for uq in inspect(conn).get_unique_constraints("audit_events")} == {
+                ("source", "id")
+            }
+            assert ("id",) in {tuple(ix["column_names"]) for ix in inspect(conn).get_indexes("audit_events")}
+    finally:
+        writer.dispose()
+        reader.dispose()
 
 
 def test_the_schema_refuses_a_second_row_with_the_same_source_and_id(store: AuditStore) -> None:
@@ -504,7 +552,8 @@ def test_concurrent_migrations_of_a_new_database_all_succeed(db_url: str) -> Non
         assert not any(thread.is_alive() for thread in threads)
         assert failures == []
         with engines[0].connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version_audit")).scalars().all() == ["0001"]
+            versions = conn.execute(text("SELECT version_num FROM alembic_version_audit")).scalars().all()
+            assert versions == [HEAD_REVISION]
             assert conn.execute(text("SELECT seq FROM audit_chain_head")).scalars().all() == [0]
     finally:
         for engine in engines:
