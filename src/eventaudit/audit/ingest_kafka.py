@@ -10,8 +10,13 @@ database commit returned, the broker acknowledged the dead letters) are the offs
 So nothing is lost: a crash before the offset commit means the records are read again, and the
 audit log's ``UNIQUE(source, id)`` stores each event once. Nothing stalls: a bad record never
 blocks its partition, and while the database is away the batch is retried (with backoff) without
-moving on. Rebalance callbacks run inside ``consume``, between rounds, when every record read so far
-is stored and committed, so a partition changes hands with nothing in flight.
+moving on.
+
+Rounds overlap by one: while round N is being written to the database (on the committer's thread,
+mostly outside the GIL), round N+1 is read and decoded. N+1 goes to the committer only once N is
+finished (stored, dead-lettered, offsets committed), so the log keeps each partition's order and
+offsets are committed in order. A rebalance (its callbacks run inside ``consume``) first finishes
+the round in flight, so a partition changes hands with nothing of it half-done.
 """
 
 from __future__ import annotations
@@ -76,6 +81,35 @@ class _DeadLetter:
     reason: str
 
 
+@dataclass
+class _Submission:
+    """Events handed to the committer; :meth:`result` waits for its answer."""
+
+    answered: threading.Event = field(default_factory=threading.Event)
+    outcome: Stored | BaseException | None = None
+
+    def done(self, outcome: Stored | BaseException) -> None:
+        self.outcome = outcome
+        self.answered.set()
+
+    def result(self) -> Stored:
+        self.answered.wait()
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        assert self.outcome is not None
+        return self.outcome
+
+
+@dataclass
+class _Round:
+    """One batch of records, decoded: the good ones (submitted or not yet) and the dead letters."""
+
+    messages: list[Message]
+    good: list[tuple[Message, CloudEvent]]
+    dead: list[_DeadLetter]
+    submission: _Submission | None = None
+
+
 class KafkaIngest:
     """The consumer thread: :meth:`start`, :meth:`stop`; :meth:`check_ready` backs ``/readyz``."""
 
@@ -88,6 +122,7 @@ class KafkaIngest:
         self._brokers_up = False
         self._stats_at = 0.0
         self._failure: str | None = None
+        self._in_flight: _Round | None = None  # submitted to the committer, offsets not committed yet
         base = kafka_transport.client_config(settings.bootstrap, settings.options, "eventaudit-audit")
         self._admin_config = base
         self._consumer_config: dict[str, Any] = {
@@ -153,17 +188,25 @@ class KafkaIngest:
                 self.settings.group,
             )
             while not self._stopping.is_set():
-                messages = self._consumer.consume(self.settings.batch, 0.5)
-                if not messages:
-                    continue
+                messages: list[Message] = []
                 try:
-                    self._round(messages)
+                    # With a round in flight, take only what is already fetched; if nothing is, finish that round.
+                    messages = self._consumer.consume(self.settings.batch, 0 if self._in_flight else 0.5)
+                    if not messages:
+                        self._finish_in_flight()
+                        continue
+                    next_round = self._decode(messages)
+                    if not self._finish_in_flight():  # stopping: the next owner reads it again
+                        self._rewind(messages)
+                        break
+                    self._begin(next_round)
                 except _FatalError:
                     raise
                 except Exception:  # nothing of it was committed: go back and read it again after a pause
                     self._rewind(messages)
                     _log.exception("a round of %d Kafka records failed; reading them again in 1 s", len(messages))
                     self._stopping.wait(1.0)
+            self._finish_in_flight()
         except Exception as exc:  # a fatal client error: say so on /readyz and in the log
             self._failure = f"{exc.__class__.__name__}: {exc}"
             _log.exception("the Kafka consumer stopped")
@@ -175,8 +218,8 @@ class KafkaIngest:
             self._consumer.close()  # leaves the group at once, so the partitions move without waiting
         self._dlq.flush(5.0)
 
-    def _round(self, messages: list[Message]) -> None:
-        """Store, dead-letter, then commit the offsets of ``messages``; rewind if that cannot be finished."""
+    def _decode(self, messages: list[Message]) -> _Round:
+        """``messages`` sorted into events and dead letters."""
         good: list[tuple[Message, CloudEvent]] = []
         dead: list[_DeadLetter] = []
         for message in messages:
@@ -195,18 +238,42 @@ class KafkaIngest:
                 dead.append(_DeadLetter(message, _kind(exc), str(exc)))
             else:
                 good.append((message, event))
-        done = self._store(good, dead) and self._dead_letters(dead)
-        if not done:  # stopping: what was read and not finished is read again by whoever comes next
-            self._rewind(messages)
-            return
-        self._commit_offsets(messages)
+        return _Round(messages, good, dead)
 
-    def _store(self, good: list[tuple[Message, CloudEvent]], dead: list[_DeadLetter]) -> bool:
-        """Store ``good``; whether that finished. An event the store refuses joins ``dead``."""
+    def _begin(self, round_: _Round) -> None:
+        """Hand the events of ``round_`` to the committer and go on; :meth:`_finish_in_flight` waits for it."""
+        if round_.good:
+            round_.submission = self._submit([event for _, event in round_.good])
+        self._in_flight = round_
+
+    def _finish_in_flight(self) -> bool:
+        """Store, dead-letter, then commit the offsets of the round in flight; whether that finished.
+
+        If it cannot be finished (stopping), or fails, its records are rewound, so they are read again.
+        """
+        round_, self._in_flight = self._in_flight, None
+        if round_ is None:
+            return True
+        try:
+            done = self._store(round_.good, round_.dead, round_.submission) and self._dead_letters(round_.dead)
+        except BaseException:
+            self._rewind(round_.messages)
+            raise
+        if not done:  # stopping: what was read and not finished is read again by whoever comes next
+            self._rewind(round_.messages)
+            return False
+        self._commit_offsets(round_.messages)
+        return True
+
+    def _store(
+        self, good: list[tuple[Message, CloudEvent]], dead: list[_DeadLetter], first: _Submission | None = None
+    ) -> bool:
+        """Store ``good`` (``first``: its submission, if made); whether that finished. Refused events join ``dead``."""
         attempts = 0
-        while good and not self._stopping.is_set():
+        while good and (first is not None or not self._stopping.is_set()):
             try:
-                outcome = self._submit([event for _, event in good])
+                submission, first = first or self._submit([event for _, event in good]), None
+                outcome = submission.result()
             except StoreUnavailableError:
                 attempts += 1
                 self._metrics.kafka_retries.inc()
@@ -227,20 +294,13 @@ class KafkaIngest:
             return True
         return not good
 
-    def _submit(self, events: Sequence[CloudEvent]) -> Stored:
-        answered = threading.Event()
-        box: list[Stored | BaseException] = []
-
-        def done(outcome: Stored | BaseException) -> None:
-            box.append(outcome)
-            answered.set()
-
-        self._committer.submit_threadsafe(events, "kafka", done)
-        answered.wait()
-        outcome = box[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+    def _submit(self, events: Sequence[CloudEvent]) -> _Submission:
+        submission = _Submission()
+        try:
+            self._committer.submit_threadsafe(events, "kafka", submission.done)
+        except ShuttingDownError as exc:
+            submission.done(exc)
+        return submission
 
     def _dead_letters(self, dead: list[_DeadLetter]) -> bool:
         """Send ``dead`` to the DLQ topic and wait for the broker; whether that finished."""
@@ -341,6 +401,7 @@ class KafkaIngest:
         self._metrics.kafka_assigned.inc(len(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_in_flight()  # its offsets are committed while the partitions are still ours
         _log.info("Kafka partitions revoked: %s", _names(partitions))
         self._metrics.kafka_assigned.dec(len(partitions))
 
