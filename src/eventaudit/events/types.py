@@ -231,21 +231,33 @@ def timestamp_micros(value: str) -> int:
     still order correctly; a leap second counts as the last microsecond of its minute.
     Fractions beyond microseconds are cut off.
     """
-    year, month, day = int(value[0:4]), int(value[5:7]), int(value[8:10])
-    hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
+    head = value[:19]  # events of the same second share it: its seconds are computed once
+    seconds = _seconds_of.get(head)
+    if seconds is None:
+        seconds = _local_seconds(head)
+        if len(_seconds_of) >= _CACHE_LIMIT:
+            _seconds_of.clear()
+        _seconds_of[head] = seconds
     micros = 0
-    rest = value[19:]
-    if rest.startswith("."):
-        digits = rest[1:].rstrip("Zz").partition("+")[0].partition("-")[0]
+    if value[19] == ".":
+        digits = value[20:].rstrip("Zz").partition("+")[0].partition("-")[0]
         micros = int((digits + "000000")[:6])
-    if second == 60:
-        second, micros = 59, 999_999
-    offset = 0
+    if value[17:19] == "60":  # the leap second: its seconds are those of :59
+        micros = 999_999
     if value[-1] not in "Zz":
         sign = 1 if value[-6] == "+" else -1
-        offset = sign * (int(value[-5:-3]) * 3600 + int(value[-2:]) * 60)
-    seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset
+        seconds -= sign * (int(value[-5:-3]) * 3600 + int(value[-2:]) * 60)
     return seconds * 1_000_000 + micros
+
+
+_seconds_of: dict[str, int] = {}
+
+
+def _local_seconds(head: str) -> int:
+    """Seconds since 1970-01-01T00:00:00 of ``YYYY-MM-DDTHH:MM:SS`` as written (no offset); :60 counts as :59."""
+    year, month, day = int(head[0:4]), int(head[5:7]), int(head[8:10])
+    hour, minute, second = int(head[11:13]), int(head[14:16]), min(int(head[17:19]), 59)
+    return _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
 
 
 def _days_from_civil(year: int, month: int, day: int) -> int:

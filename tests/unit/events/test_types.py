@@ -9,6 +9,7 @@ that package departs from RFC 3986 written down and excluded: the RFC grammar is
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import example, given, settings
@@ -672,3 +673,42 @@ def test_is_attribute_name_rejects(name: str) -> None:
 def test_canonical_string(value: str | int | bool | bytes, expected: str) -> None:
     assert types.canonical_string(value) == expected
     assert type(types.canonical_string(value)) is str
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# timestamp_micros: held to datetime as the oracle (spec.md#type-system: Timestamp is RFC 3339)
+# --------------------------------------------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(["", ".5", ".123456", ".1234567", ".000000001"]),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-11:59", "+23:59"]),
+    st.sampled_from(["T", "t"]),
+)
+@settings(max_examples=500)
+def test_timestamp_micros_agrees_with_datetime(moment: datetime, fraction: str, offset: str, t: str) -> None:
+    head = f"{moment.year:04d}-{moment:%m-%d}T{moment:%H:%M:%S}"
+    text = head.replace("T", t) + fraction + offset
+    wanted = datetime.fromisoformat(head + fraction[:7] + ("+00:00" if offset in "Zz" else offset))
+    assert types.timestamp_micros(text) == (wanted - _EPOCH) // timedelta(microseconds=1)
+    assert types.timestamp_micros(text) == types.timestamp_micros(text)  # the cached second gives the same
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("1998-12-31T23:59:60Z", "1998-12-31T23:59:59.999999Z"),  # RFC 3339 §5.7: the leap second
+        ("1998-12-31T23:59:60.5Z", "1998-12-31T23:59:59.999999Z"),
+        ("1998-12-31T15:59:60-08:00", "1998-12-31T23:59:59.999999Z"),
+        ("0000-03-01T00:00:00Z", None),  # before datetime's year 1: still ordered, one day after 02-29
+    ],
+)
+def test_timestamp_micros_of_leap_seconds_and_year_zero(text: str, wanted: str | None) -> None:
+    if wanted is None:
+        assert types.timestamp_micros(text) - types.timestamp_micros("0000-02-29T00:00:00Z") == 86_400_000_000
+    else:
+        assert types.timestamp_micros(text) == types.timestamp_micros(wanted)
+        assert types.timestamp_micros(text) < types.timestamp_micros("1999-01-01T00:00:00Z")
