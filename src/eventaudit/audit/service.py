@@ -10,6 +10,7 @@ A request's events are never split across commits, so a batch is all-or-nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -43,14 +44,14 @@ class Stored:
 
     @property
     def stored(self) -> int:
-        return sum(1 for seq in self.seqs if seq is not None)
+        return len(self.seqs) - self.seqs.count(None)
 
     @property
     def duplicates(self) -> int:
         return len(self.seqs) - self.stored
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     events: Sequence[CloudEvent]
     transport: str
@@ -89,9 +90,23 @@ class GroupCommitter:
             StoreUnavailableError: the database failed; nothing of ``events`` was stored.
             ShuttingDownError: the service is stopping.
         """
-        answer = _FutureAnswer(asyncio.get_running_loop())
-        self.submit_threadsafe(events, transport, answer)
-        return await answer.future
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self.submit_nowait(events, transport, functools.partial(_settle, future))
+        return await future
+
+    def submit_nowait(
+        self, events: Sequence[CloudEvent], transport: str, done: Callable[[Stored | BaseException], None]
+    ) -> None:
+        """Queue ``events`` from the running event loop; ``done`` is called on that loop once they are committed.
+
+        For a caller that answers from a callback rather than awaiting (the HTTP ingest's direct
+        route): no future, no task. ``done`` gets the :class:`Stored` outcome or the exception
+        (:class:`StoreUnavailableError`, or what the store raised).
+
+        Raises:
+            ShuttingDownError: :meth:`close` was called.
+        """
+        self.submit_threadsafe(events, transport, _OnLoop(asyncio.get_running_loop(), done))
 
     def submit_threadsafe(
         self, events: Sequence[CloudEvent], transport: str, done: Callable[[Stored | BaseException], None]
@@ -175,17 +190,20 @@ class GroupCommitter:
         stored: dict[str, int] = {}
         duplicates: dict[str, int] = {}
         last = 0
-        settles: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Stored], Stored]]] = {}
+        settles: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Stored], None], Stored]]] = {}
         inline: list[tuple[_Pending, Stored]] = []
         for pending, seqs in zip(group, results, strict=True):
             outcome = Stored(seqs)
-            new = outcome.stored
-            stored[pending.transport] = stored.get(pending.transport, 0) + new
-            if new < len(seqs):
+            if None in seqs:
+                new = len(seqs) - seqs.count(None)
                 duplicates[pending.transport] = duplicates.get(pending.transport, 0) + len(seqs) - new
-            last = max(last, max((s for s in seqs if s is not None), default=0))
-            if isinstance(pending.done, _FutureAnswer):  # answered below, one wake-up per event loop
-                settles.setdefault(pending.done.loop, []).append((pending.done.future, outcome))
+            else:
+                new = len(seqs)
+            stored[pending.transport] = stored.get(pending.transport, 0) + new
+            if new:
+                last = max(last, max(filter(None, seqs)))  # seqs start at 1
+            if isinstance(pending.done, _OnLoop):  # answered below, one wake-up per event loop
+                settles.setdefault(pending.done.loop, []).append((pending.done.done, outcome))
             else:
                 inline.append((pending, outcome))
         for transport, count in stored.items():
@@ -208,22 +226,22 @@ class GroupCommitter:
                 _log.exception("on_commit listener failed")
 
 
-class _FutureAnswer:
-    """The ``done`` of :meth:`GroupCommitter.submit`: settles a future on its event loop.
+class _OnLoop:
+    """The ``done`` of :meth:`GroupCommitter.submit_nowait`: calls ``done`` on its event loop.
 
-    The writer recognises it and settles all the futures of one commit with a single
+    The writer recognises it and answers all the requests of one commit with a single
     ``call_soon_threadsafe``: one wake-up of the event loop (and one hand-over of the GIL)
     per commit instead of one per request.
     """
 
-    __slots__ = ("future", "loop")
+    __slots__ = ("done", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, done: Callable[[Stored | BaseException], None]) -> None:
         self.loop = loop
-        self.future: asyncio.Future[Stored] = loop.create_future()
+        self.done = done
 
     def __call__(self, outcome: Stored | BaseException) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.future, outcome)
+        self.loop.call_soon_threadsafe(self.done, outcome)
 
 
 def _answer(pending: _Pending, outcome: Stored | BaseException) -> None:
@@ -234,9 +252,12 @@ def _answer(pending: _Pending, outcome: Stored | BaseException) -> None:
         _log.warning("could not answer a request (its event loop is gone?)", exc_info=True)
 
 
-def _settle_all(answers: list[tuple[asyncio.Future[Stored], Stored]]) -> None:
-    for future, outcome in answers:
-        _settle(future, outcome)
+def _settle_all(answers: list[tuple[Callable[[Stored], None], Stored]]) -> None:
+    for done, outcome in answers:
+        try:
+            done(outcome)
+        except Exception:  # one failing answer must not keep the others waiting
+            _log.exception("answering a request failed")
 
 
 def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
