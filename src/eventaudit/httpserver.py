@@ -7,6 +7,8 @@
   both ``Content-Length`` and ``Transfer-Encoding`` (RFC 9112 §6.3: a smuggling attempt).
 * One JSON log line per request (method, path, status, elapsed, request id), or a
   readable line when the output is a terminal.
+* Direct routes: an app's hot path (``app.state.direct_routes``, see :class:`DirectRoute`) is
+  answered by the HTTP protocol itself, without an ASGI scope, task or middleware per request.
 * SIGTERM/SIGINT stop accepting, let in-flight requests finish, then run shutdown. Requests
   that would never finish on their own (live tails) are told to end first: an app lists
   callbacks for that in ``app.state.on_stop``.
@@ -27,15 +29,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import h11
 import uvicorn
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 try:
     import httptools
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 except ImportError:  # pragma: no cover - httptools is a dependency; h11 still works without it
     httptools = None  # type: ignore[assignment]
     HttpToolsProtocol = H11Protocol  # type: ignore[assignment,misc]
@@ -47,6 +50,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _access = logging.getLogger("eventaudit.access")
+_log = logging.getLogger(__name__)
 
 _UNECHOED = re.compile(r":? b['\"]")
 MAX_HEADER_BYTES = 16 * 1024
@@ -107,34 +111,126 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
 
     llhttp parses in C, several times faster than h11; it refuses Content-Length with
     Transfer-Encoding itself. The header size limit is counted here, as h11 does it.
+    Requests for the app's direct routes are answered here, without ASGI (:class:`DirectRoute`).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._direct = direct_routes(self.app) if self.limit_concurrency is None else {}
+        self._idle_since: float | None = None
+
+    # Keep-alive: uvicorn arms a timer after every answer and cancels it on the next request's
+    # first bytes (a TimerHandle and a heap push per request). Here one timer lives per connection
+    # and, when it fires, closes the connection only if it has been idle for the whole timeout.
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_since = self.loop.time()
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_expired)
+
+    def _keep_alive_expired(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None or self.transport.is_closing():
+            return  # a request is under way: its answer starts the next wait
+        remaining = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(remaining, self._keep_alive_expired)
+        else:
+            self.transport.close()
+
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's per-request state without its ASGI scope: a direct route needs none (see _asgi_scope).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._header_bytes = 0
         self._status_hint = 400
+
+    def _asgi_scope(self) -> None:
+        url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.headers, self.expect_100_continue = url, headers, expect_100_continue
+        self.scope["headers"] = headers
 
     # on_url and on_header run for every request: the count is inlined, not a method call.
     def on_url(self, url: bytes) -> None:
         self._header_bytes += len(url)
         if self._header_bytes > MAX_HEADER_BYTES:
             self._headers_too_large()
-        super().on_url(url)
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
             self._headers_too_large()
-        super().on_header(name, value)
+        name = name.lower()  # as uvicorn's on_header
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        for name, _ in self.headers:  # lower-cased by uvicorn's on_header
+        for name, _ in self.headers:  # lower-cased by on_header
             if name == b"host":
                 break
         else:
             if self.parser.get_http_version() == "1.1":
                 raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
+        if self._direct:
+            method = self.parser.get_method()
+            route = self._direct.get((method, self.url))
+            if route is not None and not self.parser.should_upgrade():
+                self._begin_direct(route, method)
+                return
+        self._asgi_scope()
         super().on_headers_complete()
+
+    def _begin_direct(self, route: DirectRoute, method: bytes) -> None:
+        parser = self.parser
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        cycle = _DirectCycle(self, route, method, keep_alive)
+        existing, self.cycle = self.cycle, cycle  # type: ignore[assignment]
+        if existing is None or existing.response_complete:
+            cycle.start()
+        else:  # pipelined behind a request still being answered: its turn comes in _start_asgi_task
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if isinstance(cycle, _DirectCycle):
+            cycle.start()
+        else:
+            super()._start_asgi_task(cycle, app)
+
+    def on_body(self, body: bytes) -> None:
+        if isinstance(self.cycle, _DirectCycle):
+            self.cycle.feed(body)
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if isinstance(self.cycle, _DirectCycle):
+            self.cycle.complete()
+        else:
+            super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(self.cycle, _DirectCycle):
+            self.cycle.lost()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+        super().connection_lost(exc)
 
     def _headers_too_large(self) -> None:
         self._status_hint = 431
@@ -167,6 +263,167 @@ def protocol() -> type[H11Protocol] | type[HttpToolsProtocol]:
     return ProblemHttpToolsProtocol if httptools is not None else ProblemH11Protocol
 
 
+class Answer(NamedTuple):
+    """A direct route's complete answer; ``headers`` are lower-case names and values, besides the ones given here."""
+
+    status: int
+    content_type: bytes
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class DirectRoute(Protocol):
+    """A hot path the HTTP protocol answers itself: no ASGI scope, task or middleware per request.
+
+    An app lists its direct routes in ``app.state.direct_routes``, keyed by method and request
+    target as sent (``{(b"POST", b"/"): route}``); any other request, the same path with a query
+    string included, goes to the app as usual, so the app must answer those paths too. The
+    protocol reads the body (never more than ``max_body`` bytes), then writes the answer with an
+    ``X-Request-ID`` and logs it as :class:`AccessLog` does. Only the httptools protocol has them.
+    """
+
+    max_body: int
+
+    def begin(self, headers: RawHeaders) -> Answer | None:
+        """An answer refusing the request on its headers alone (names lower-case), or ``None`` to read the body."""
+
+    def too_large(self, size: int) -> Answer:
+        """The answer once the body is over ``max_body`` (``size`` bytes so far); the rest is not kept."""
+
+    def broken_off(self) -> None:
+        """The connection closed before the body was complete; nobody is waiting for an answer."""
+
+    def handle(self, headers: RawHeaders, body: bytes, reply: Callable[[Answer], None]) -> None:
+        """Answer the request by calling ``reply`` once, now or later, on the event loop's thread."""
+
+
+def direct_routes(app: Any) -> dict[tuple[bytes, bytes], DirectRoute]:
+    """The ``state.direct_routes`` of ``app``, seen through :class:`AccessLog` and uvicorn's proxy headers.
+
+    Behind any other ASGI middleware there are none: what a wrapper wants to see (a test's fault
+    injection, say) goes through ASGI.
+    """
+    while isinstance(app, (AccessLog, ProxyHeadersMiddleware)):
+        app = app.app
+    return dict(getattr(getattr(app, "state", None), "direct_routes", None) or {})
+
+
+_INTERNAL_ERROR = Answer(
+    500,
+    b"application/problem+json",
+    json.dumps(
+        {
+            "type": "urn:eventaudit:problem:internal",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": "the server failed to answer this request; it has been logged",
+        }
+    ).encode(),
+)
+
+
+class _NobodyWaits:
+    def set(self) -> None:
+        """uvicorn wakes a cycle's reader on a lost connection; a direct cycle has none."""
+
+
+class _DirectCycle:
+    """One request of a direct route, where uvicorn keeps its ``RequestResponseCycle`` (same flags)."""
+
+    message_event = _NobodyWaits()
+
+    def __init__(self, protocol: ProblemHttpToolsProtocol, route: DirectRoute, method: bytes, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.route = route
+        self.method = method
+        self.target: bytes = protocol.url
+        self.headers: RawHeaders = protocol.headers
+        self.keep_alive = keep_alive
+        self.started = time.perf_counter()
+        self.response_complete = False
+        self.disconnected = False
+        self.reading = False  # its turn came and its headers were let in: the body is wanted
+        self.more_body = True
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def start(self) -> None:
+        """Its turn (at once, or once the pipelined requests before it were answered)."""
+        try:
+            refusal = self.route.begin(self.headers)
+        except Exception:
+            _log.exception("a direct route failed")
+            refusal = _INTERNAL_ERROR
+        if refusal is not None:
+            self.reply(refusal)
+            return
+        if self.protocol.expect_100_continue and not self.protocol.transport.is_closing():
+            self.protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.reading = True
+        if self.size > self.route.max_body:
+            self.reply(self.route.too_large(self.size))
+        elif not self.more_body:
+            self._handle()
+
+    def feed(self, chunk: bytes) -> None:
+        if self.response_complete:
+            return
+        self.size += len(chunk)
+        if self.reading and self.size > self.route.max_body:
+            self.chunks = []
+            self.reply(self.route.too_large(self.size))
+        else:
+            self.chunks.append(chunk)
+
+    def complete(self) -> None:
+        self.more_body = False
+        if self.reading and not self.response_complete:
+            self._handle()
+
+    def lost(self) -> None:
+        if self.more_body and not self.response_complete:
+            self.route.broken_off()
+
+    def _handle(self) -> None:
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        try:
+            self.route.handle(self.headers, body, self.reply)
+        except Exception:
+            _log.exception("a direct route failed")
+            self.reply(_INTERNAL_ERROR)
+
+    def reply(self, answer: Answer) -> None:
+        if self.response_complete:
+            return
+        self.response_complete = True
+        request_id = _request_id(self.headers)
+        protocol = self.protocol
+        if not self.disconnected:
+            head = [STATUS_LINE[answer.status]]
+            for name, value in protocol.server_state.default_headers:
+                head += (name, b": ", value, b"\r\n")
+            head += (b"content-type: ", answer.content_type, b"\r\ncontent-length: %d\r\n" % len(answer.body))
+            for name, value in answer.headers:
+                head += (name, b": ", value, b"\r\n")
+            head += (b"x-request-id: ", request_id.encode(), b"\r\n")
+            if not self.keep_alive:
+                head.append(b"connection: close\r\n")
+            head += (b"\r\n", answer.body)
+            protocol.transport.write(b"".join(head))
+            if not self.keep_alive:
+                protocol.transport.close()
+            protocol.on_response_complete()
+        if _access.isEnabledFor(logging.INFO):
+            _log_access(
+                self.method.decode("ascii"), self.target.decode("latin-1"), answer.status, self.started, request_id
+            )
+
+
 def _check_request(request: h11.Request) -> None:
     size = (
         len(request.method) + len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
@@ -189,7 +446,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id = _request_id(scope.get("headers", ()))
         id_header = (b"x-request-id", request_id.encode())
         status = 500
 
@@ -204,20 +461,24 @@ class AccessLog:
             await self.app(scope, receive, send_with_id)
         finally:
             if _access.isEnabledFor(logging.INFO):  # the line costs more than many a request: only when kept
-                path = _printable(scope["path"])
-                _access.info(
-                    "%s %s %d",
-                    scope["method"],
-                    path,
-                    status,
-                    extra={
-                        "method": scope["method"],
-                        "path": path,
-                        "status": status,
-                        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-                        "request_id": request_id,
-                    },
-                )
+                _log_access(scope["method"], scope["path"], status, started, request_id)
+
+
+def _log_access(method: str, path: str, status: int, started: float, request_id: str) -> None:
+    path = _printable(path)
+    _access.info(
+        "%s %s %d",
+        method,
+        path,
+        status,
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+            "request_id": request_id,
+        },
+    )
 
 
 def _printable(path: str) -> str:
@@ -225,8 +486,8 @@ def _printable(path: str) -> str:
     return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
+def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
         if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             text: str = value.decode()
             if text.isprintable():

@@ -80,7 +80,9 @@ def create_app(settings: AuditSettings) -> FastAPI:
 
     endpoint = ingest_http.IngestEndpoint(settings, committer, metrics)
     app.include_router(ingest_http.router(settings, endpoint))
-    # Outermost, before FastAPI's own middleware: ingest is the hot path and needs none of it.
+    # Ingest is the hot path and needs no middleware: our HTTP protocol answers ``POST /`` itself
+    # (no ASGI per request); other servers get the ASGI shortcut, outermost in FastAPI's stack.
+    app.state.direct_routes = {(b"POST", b"/"): ingest_http.DirectIngest(endpoint)}
     httpserver.wrap_outermost(app, lambda inner: ingest_http.FastIngest(inner, endpoint))
     app.include_router(api.router(settings, store, metrics, notifier, ready))
     app.state.store = store

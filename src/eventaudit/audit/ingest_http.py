@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Request
@@ -12,10 +12,11 @@ from starlette.responses import Response
 from eventaudit import problems
 from eventaudit.audit import auth
 from eventaudit.audit.metrics import AuditMetrics
-from eventaudit.audit.service import GroupCommitter, ShuttingDownError, StoreUnavailableError
+from eventaudit.audit.service import GroupCommitter, ShuttingDownError, Stored, StoreUnavailableError
 from eventaudit.audit.settings import AuditSettings
-from eventaudit.events import CloudEventError, EventTooLargeError, UnsupportedFormatError
+from eventaudit.events import CloudEvent, CloudEventError, EventTooLargeError, UnsupportedFormatError
 from eventaudit.events.bindings import http as http_binding
+from eventaudit.httpserver import Answer
 from eventaudit.problems import ProblemError
 
 _encoder = msgspec.json.Encoder()
@@ -28,74 +29,149 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 RawHeaders = Iterable[tuple[bytes, bytes]]
 
 
-class Answer(NamedTuple):
-    """What ``POST /`` answers: status, media type, extra headers, body."""
-
-    status: int
-    media_type: str
-    headers: dict[str, str]
-    body: bytes
-
-
 class IngestEndpoint:
-    """``POST /``, independent of the web framework: raw ASGI headers and ``receive`` in, an answer out.
+    """``POST /``, independent of the web framework: raw ASGI headers and the body in, an answer out.
 
-    The same core serves the documented FastAPI route and :class:`FastIngest`, the ASGI
-    shortcut that takes ``POST /`` before any routing.
+    The same core serves the HTTP protocol's direct route (:class:`DirectIngest`, no ASGI), the
+    ASGI shortcut :class:`FastIngest` and the documented FastAPI route.
     """
 
     def __init__(self, settings: AuditSettings, committer: GroupCommitter, metrics: AuditMetrics) -> None:
         self._settings = settings
         self._committer = committer
         self._metrics = metrics
+        self.max_body = settings.max_body
 
     async def answer(self, raw_headers: RawHeaders, receive: Receive) -> Answer:
         """Read, decode and store one request; every failure becomes its problem document."""
         try:
-            return await self._ingest(raw_headers, receive)
+            self.check(raw_headers)
+            events = self.decode(raw_headers, await _read_body(receive, self.max_body, self._metrics))
+            if not events:
+                return _NOTHING_STORED
+            try:
+                outcome = await self._committer.submit(events)
+            except Exception as exc:
+                raise self.failed(exc) from None
+            return _stored(outcome)
         except ProblemError as exc:
-            body = problems.document(exc.status, exc.detail, slug=exc.slug, **exc.extra)
-            return Answer(exc.status, problems.MEDIA_TYPE, exc.headers, body)
+            return problem_answer(exc)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = await self.answer(scope["headers"], receive)
-        headers = [(b"content-type", answer.media_type.encode()), (b"content-length", b"%d" % len(answer.body))]
-        if answer.headers:
-            headers += [(name.lower().encode(), value.encode("latin-1")) for name, value in answer.headers.items()]
+        headers = [(b"content-type", answer.content_type), (b"content-length", b"%d" % len(answer.body))]
+        headers += answer.headers
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _ingest(self, raw_headers: RawHeaders, receive: Receive) -> Answer:
-        settings, metrics = self._settings, self._metrics
+    def check(self, raw_headers: RawHeaders) -> None:
+        """Refuse on the headers alone: the ingest token, a content coding, a declared length over the limit.
+
+        Raises:
+            ProblemError: 400, 401, 413 or 415.
+        """
+        authorization = coding = declared = None
+        for name, value in raw_headers:
+            if name == b"authorization":
+                authorization = authorization or value
+            elif name == b"content-encoding":
+                coding = coding or value
+            elif name == b"content-length":
+                declared = declared or value
+        if self._settings.ingest_token is not None:
+            presented = None if authorization is None else authorization.decode("latin-1")
+            auth.require_header(presented, (self._settings.ingest_token,), "ingest")
+        if coding is not None:
+            _refuse_content_coding(coding.decode("latin-1"), self._metrics)
+        if declared is not None:
+            _check_declared_length(declared, self.max_body, self._metrics)
+
+    def decode(self, raw_headers: RawHeaders, body: bytes) -> list[CloudEvent]:
+        """The events of a request (none for an empty batch).
+
+        Raises:
+            ProblemError: 400, 413 or 415, naming each failure.
+        """
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers]
-        if settings.ingest_token is not None:
-            auth.require_header(_header(headers, "authorization"), (settings.ingest_token,), "ingest")
-        _refuse_content_coding(_header(headers, "content-encoding"), metrics)
-        body = await _read_body(_header(headers, "content-length"), receive, settings.max_body, metrics)
         try:
-            decoded = http_binding.decode(headers, body, max_size=settings.max_body)
+            events = http_binding.decode(headers, body, max_size=self.max_body).events
         except CloudEventError as exc:
-            raise _rejected(exc, metrics) from None
-        metrics.batch_events.observe(len(decoded.events))
-        if not decoded.events:
-            return _json({"stored": 0, "duplicates": 0, "seqs": []})
+            raise _rejected(exc, self._metrics) from None
+        self._metrics.batch_events.observe(len(events))
+        return events
+
+    def too_large(self, size: int) -> ProblemError:
+        self._metrics.rejected.labels("too_large").inc()
+        return _too_large(size, self.max_body)
+
+    def broken_off(self) -> None:
+        self._metrics.rejected.labels("incomplete").inc()
+
+    def failed(self, exc: Exception) -> ProblemError:
+        """The problem for a submission that failed with ``exc``; re-raises what is not a known refusal."""
+        if isinstance(exc, (StoreUnavailableError, ShuttingDownError)):
+            self._metrics.rejected.labels("unavailable").inc()
+            return ProblemError(503, f"{exc}; nothing was stored", slug="unavailable", headers={"Retry-After": "1"})
+        if isinstance(exc, CloudEventError):  # the store refused an event the codec let through
+            return _rejected(exc, self._metrics)
+        raise exc
+
+    @property
+    def committer(self) -> GroupCommitter:
+        return self._committer
+
+
+class DirectIngest:
+    """``POST /`` as the HTTP protocol's direct route (:class:`httpserver.DirectRoute`): no ASGI per request.
+
+    The protocol hands over the headers and the body; the answer is written from the commit's
+    callback on the event loop, without a task or a future.
+    """
+
+    def __init__(self, endpoint: IngestEndpoint) -> None:
+        self._endpoint = endpoint
+        self._submit = endpoint.committer.submit_nowait
+        self.max_body = endpoint.max_body
+
+    def begin(self, headers: RawHeaders) -> Answer | None:
         try:
-            outcome = await self._committer.submit(decoded.events)
-        except (StoreUnavailableError, ShuttingDownError) as exc:
-            metrics.rejected.labels("unavailable").inc()
-            raise ProblemError(
-                503, f"{exc}; nothing was stored", slug="unavailable", headers={"Retry-After": "1"}
-            ) from None
-        except CloudEventError as exc:  # the store refused an event the codec let through
-            raise _rejected(exc, metrics) from None
-        stored = outcome.stored
-        return _json({"stored": stored, "duplicates": len(outcome.seqs) - stored, "seqs": outcome.seqs})
+            self._endpoint.check(headers)
+        except ProblemError as exc:
+            return problem_answer(exc)
+        return None
+
+    def too_large(self, size: int) -> Answer:
+        return problem_answer(self._endpoint.too_large(size))
+
+    def broken_off(self) -> None:
+        self._endpoint.broken_off()
+
+    def handle(self, headers: RawHeaders, body: bytes, reply: Callable[[Answer], None]) -> None:
+        endpoint = self._endpoint
+        try:
+            events = endpoint.decode(headers, body)
+            if not events:
+                reply(_NOTHING_STORED)
+                return
+
+            def done(outcome: Stored | BaseException) -> None:
+                if isinstance(outcome, Stored):
+                    reply(_stored(outcome))
+                else:
+                    reply(problem_answer(endpoint.failed(outcome)))  # type: ignore[arg-type]
+
+            self._submit(events, "http", done)
+        except ProblemError as exc:
+            reply(problem_answer(exc))
+        except ShuttingDownError as exc:
+            reply(problem_answer(endpoint.failed(exc)))
 
 
 class FastIngest:
     """ASGI middleware: ``POST /`` goes straight to :class:`IngestEndpoint`, skipping routing.
 
-    Ingest is the hot path; everything else passes through to the app unchanged.
+    For servers without the direct route (the h11 protocol, in-process ASGI clients); everything
+    else passes through to the app unchanged.
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], endpoint: IngestEndpoint) -> None:
@@ -107,13 +183,6 @@ class FastIngest:
             await self.endpoint(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
@@ -135,7 +204,9 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
     )
     async def ingest(request: Request) -> Response:
         answer = await endpoint.answer(request.scope["headers"], request.receive)
-        return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=answer.headers)
+        response = Response(answer.body, status_code=answer.status, media_type=answer.content_type.decode())
+        response.raw_headers += answer.headers
+        return response
 
     @routes.options("/", summary="CloudEvents HTTP webhook abuse-protection handshake")
     async def handshake(request: Request) -> Response:
@@ -170,14 +241,16 @@ def _refuse_content_coding(coding: str | None, metrics: AuditMetrics) -> None:
         )
 
 
-async def _read_body(declared: str | None, receive: Receive, limit: int, metrics: AuditMetrics) -> bytes:
-    """The body, refused with 413 as soon as it is known to be over ``limit``."""
-    if declared is not None:
-        if not declared.isdigit():
-            raise ProblemError(400, "Content-Length is not a number", slug="bad-request")
-        if int(declared) > limit:
-            metrics.rejected.labels("too_large").inc()
-            raise _too_large(int(declared), limit)
+def _check_declared_length(declared: bytes, limit: int, metrics: AuditMetrics) -> None:
+    if not declared.isdigit():
+        raise ProblemError(400, "Content-Length is not a number", slug="bad-request")
+    if int(declared) > limit:
+        metrics.rejected.labels("too_large").inc()
+        raise _too_large(int(declared), limit)
+
+
+async def _read_body(receive: Receive, limit: int, metrics: AuditMetrics) -> bytes:
+    """The body, refused with 413 as soon as it is over ``limit``."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -215,5 +288,18 @@ def _rejected(exc: CloudEventError, metrics: AuditMetrics) -> ProblemError:
     return ProblemError(400, str(exc), slug="invalid-event", errors=errors)
 
 
-def _json(body: Any) -> Answer:
-    return Answer(200, "application/json", {}, _encoder.encode(body))
+def problem_answer(exc: ProblemError) -> Answer:
+    body = problems.document(exc.status, exc.detail, slug=exc.slug, **exc.extra)
+    headers = tuple((name.lower().encode(), value.encode("latin-1")) for name, value in exc.headers.items())
+    return Answer(exc.status, _PROBLEM, body, headers)
+
+
+def _stored(outcome: Stored) -> Answer:
+    seqs = outcome.seqs
+    stored = outcome.stored
+    return Answer(200, _JSON, _encoder.encode({"stored": stored, "duplicates": len(seqs) - stored, "seqs": seqs}))
+
+
+_JSON = b"application/json"
+_PROBLEM = problems.MEDIA_TYPE.encode()
+_NOTHING_STORED = Answer(200, _JSON, b'{"stored":0,"duplicates":0,"seqs":[]}')
