@@ -174,18 +174,17 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
             self._headers_too_large()
-        name = name.lower()  # as uvicorn's on_header
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
-        self.headers.append((name, value))
+        self.headers.append((name.lower(), value))  # as uvicorn's on_header; Expect is looked at once, below
 
     def on_headers_complete(self) -> None:
-        for name, _ in self.headers:  # lower-cased by on_header
+        host = False
+        for name, value in self.headers:
             if name == b"host":
-                break
-        else:
-            if self.parser.get_http_version() == "1.1":
-                raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
+                host = True
+            elif name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+        if not host and self.parser.get_http_version() == "1.1":
+            raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
         if self._direct:
             method = self.parser.get_method()
             route = self._direct.get((method, self.url))

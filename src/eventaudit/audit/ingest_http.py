@@ -296,6 +296,8 @@ def problem_answer(exc: ProblemError) -> Answer:
 
 def _stored(outcome: Stored) -> Answer:
     seqs = outcome.seqs
+    if len(seqs) == 1 and seqs[0] is not None:  # the common answer, as the encoder writes it
+        return Answer(200, _JSON, b'{"stored":1,"duplicates":0,"seqs":[%d]}' % seqs[0])
     stored = outcome.stored
     return Answer(200, _JSON, _encoder.encode({"stored": stored, "duplicates": len(seqs) - stored, "seqs": seqs}))
 
