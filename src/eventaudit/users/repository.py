@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, literal, or_, select, tuple_, update
 
 from eventaudit.users.models import PARKED, PENDING, SENT, outbox, users
 
@@ -127,35 +128,14 @@ def claim(conn: Connection, owner: str, now: int, lease_until: int, limit: int) 
     is the only one who can send that user's events, so no relay overtakes another. Nothing is
     chosen by "position greater than the last one seen": a late commit is a head like any other.
     """
-    # Each user's head is its lowest pending sequence: one pass over the (state, user_id, sequence)
-    # index finds them all. (A NOT EXISTS probe per pending row found the same heads at several
-    # times the cost: with fewer users than `limit`, every round read the whole backlog that way.)
-    o = outbox.alias("o")
-    lowest = (
-        select(outbox.c.user_id, func.min(outbox.c.sequence).label("sequence"))
-        .where(outbox.c.state == PENDING)
-        .group_by(outbox.c.user_id)
-        .subquery("lowest")
-    )
-    heads = conn.execute(
-        select(o.c.user_id)
-        .join(lowest, (o.c.user_id == lowest.c.user_id) & (o.c.sequence == lowest.c.sequence))
-        .where(o.c.next_attempt_at <= now, or_(o.c.lease_until.is_(None), o.c.lease_until < now))
-        .order_by(o.c.position)
-        .limit(limit)
-        .with_for_update(of=o, skip_locked=True)
-    ).scalars()
-    head_users = list(heads)
-    if not head_users:
+    if conn.dialect.name == "sqlite":
+        rows = _window_if_free(conn, now, limit)
+        if rows is None:
+            rows = _runs(conn, _heads_in_one_pass(conn, now, limit), limit)
+    else:
+        rows = _runs(conn, _heads_by_probe(conn, now, limit), limit)
+    if not rows:
         return []
-    # Only the first `limit` rows by position: a user's rows are in sequence order there too, and
-    # reading every pending row of every head (all of a deep backlog) made each round cost O(backlog).
-    rows = conn.execute(
-        select(outbox)
-        .where(outbox.c.state == PENDING, outbox.c.user_id.in_(head_users))
-        .order_by(outbox.c.position)
-        .limit(limit)
-    ).all()
     taken: list[OutboxRow] = []
     stopped: set[str] = set()
     for row in rows:
@@ -171,6 +151,89 @@ def claim(conn: Connection, owner: str, now: int, lease_until: int, limit: int) 
         .values(lease_owner=owner, lease_until=lease_until)
     )
     return taken
+
+
+def _window_if_free(conn: Connection, now: int, limit: int) -> Sequence[Row[Any]] | None:
+    """SQLite: the first ``limit`` pending events, if every user in them is free to go; else ``None``.
+
+    A user's first event in this window is its head (the window starts at the oldest pending event,
+    and a user's positions follow its sequence). If each of those heads is due and not leased, the
+    window is exactly what the heads and their runs would select, found in one indexed range read
+    instead of a pass over every pending user. Safe only where claims are serialized (SQLite's
+    ``BEGIN IMMEDIATE``): nobody can lease an event between this read and our lease.
+    """
+    window = conn.execute(
+        select(outbox).where(outbox.c.state == PENDING).order_by(outbox.c.position).limit(limit)
+    ).all()
+    seen: set[str] = set()
+    for row in window:
+        if row.user_id not in seen:
+            seen.add(row.user_id)
+            if row.next_attempt_at > now or (row.lease_until is not None and row.lease_until >= now):
+                return None
+    return window
+
+
+def _heads_in_one_pass(conn: Connection, now: int, limit: int) -> list[str]:
+    """The users of the first ``limit`` due, unleased heads by position, from one pass over all pending users.
+
+    Each user's head is its lowest pending sequence (the (state, user_id, sequence) index). Used on
+    SQLite when the window is not free: a NOT EXISTS probe per pending row would read the whole
+    backlog whenever fewer than ``limit`` heads are free.
+    """
+    o = outbox.alias("o")
+    lowest = (
+        select(outbox.c.user_id, func.min(outbox.c.sequence).label("sequence"))
+        .where(outbox.c.state == PENDING)
+        .group_by(outbox.c.user_id)
+        .subquery("lowest")
+    )
+    return list(
+        conn.execute(
+            select(o.c.user_id)
+            .join(lowest, (o.c.user_id == lowest.c.user_id) & (o.c.sequence == lowest.c.sequence))
+            .where(o.c.next_attempt_at <= now, or_(o.c.lease_until.is_(None), o.c.lease_until < now))
+            .order_by(o.c.position)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def _heads_by_probe(conn: Connection, now: int, limit: int) -> list[str]:
+    """PostgreSQL: the first ``limit`` due, unleased heads by position, locked (``SKIP LOCKED``).
+
+    Scans pending events by position and stops at ``limit`` heads; each is a head if no earlier
+    pending event of its user exists. Two relays claiming at once take different users.
+    """
+    o, e = outbox.alias("o"), outbox.alias("e")
+    earlier = select(literal(1)).where(e.c.state == PENDING, e.c.user_id == o.c.user_id, e.c.sequence < o.c.sequence)
+    return list(
+        conn.execute(
+            select(o.c.user_id)
+            .where(
+                o.c.state == PENDING,
+                o.c.next_attempt_at <= now,
+                or_(o.c.lease_until.is_(None), o.c.lease_until < now),
+                ~earlier.exists(),
+            )
+            .order_by(o.c.position)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def _runs(conn: Connection, head_users: list[str], limit: int) -> Sequence[Row[Any]]:
+    """The first ``limit`` pending events by position of ``head_users`` (a user's are in sequence order there)."""
+    if not head_users:
+        return []
+    # Not every pending event of every head: in a deep backlog that made each round cost O(backlog).
+    return conn.execute(
+        select(outbox)
+        .where(outbox.c.state == PENDING, outbox.c.user_id.in_(head_users))
+        .order_by(outbox.c.position)
+        .limit(limit)
+    ).all()
 
 
 def mark_sent(conn: Connection, positions: Sequence[int], now: int) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, update
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, delete, update
 
 from eventaudit import db
 from eventaudit.users import migrate, repository
@@ -67,3 +69,70 @@ def test_an_expired_lease_is_claimed_again(engine: Engine) -> None:
     change(engine, "u", 2, lease_owner="gone", lease_until=NOW - 1)
 
     assert claim(engine) == [("u", 1), ("u", 2)]
+
+
+def test_a_due_head_with_a_waiting_follower_ends_its_run_there(engine: Engine) -> None:
+    add(engine, ("a", 1), ("a", 2), ("b", 1), ("a", 3))
+    change(engine, "a", 2, next_attempt_at=NOW + 1)
+
+    assert claim(engine) == [("a", 1), ("b", 1)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# held to a model of the rule, on random outboxes
+# --------------------------------------------------------------------------------------------------------------------
+
+# Each event: (user, pending?, due?, lease: none / expired / held by another relay).
+_EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from("abcd"),
+        st.booleans(),
+        st.sampled_from([True, True, False]),
+        st.sampled_from(["none", "none", "expired", "held"]),
+    ),
+    max_size=24,
+)
+
+
+def model(events: list[tuple[str, bool, bool, str]], limit: int) -> list[tuple[str, int]]:
+    """The claim rule in plain Python: first `limit` free heads by position, then their runs in the first `limit`."""
+    sequence: dict[str, int] = {}
+    rows = []
+    for user, pending, due, lease in events:
+        sequence[user] = sequence.get(user, 0) + 1
+        if pending:
+            rows.append((user, sequence[user], due and lease != "held"))
+    heads: dict[str, bool] = {}
+    for user, _, free in rows:
+        heads.setdefault(user, free)
+    chosen = [user for user in dict.fromkeys(user for user, _, _ in rows) if heads[user]][:limit]
+    taken, stopped = [], set()
+    for user, number, free in [row for row in rows if row[0] in chosen][:limit]:
+        if user in stopped:
+            continue
+        if not free:
+            stopped.add(user)
+            continue
+        taken.append((user, number))
+    return taken
+
+
+@given(events=_EVENTS, limit=st.integers(1, 8))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # emptied per example
+def test_claim_agrees_with_the_model(engine: Engine, events: list[tuple[str, bool, bool, str]], limit: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(outbox))
+    sequence: dict[str, int] = {}
+    for user, pending, due, lease in events:
+        sequence[user] = sequence.get(user, 0) + 1
+        add(engine, (user, sequence[user]))
+        values: dict[str, object] = {"next_attempt_at": 0 if due else NOW + 1}
+        if not pending:
+            values["state"] = SENT
+        if lease != "none":
+            values.update(lease_owner="r2", lease_until=NOW - 1 if lease == "expired" else NOW + 1)
+        change(engine, user, sequence[user], **values)
+
+    assert claim(engine, limit) == model(events, limit)
