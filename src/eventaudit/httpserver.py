@@ -207,7 +207,10 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if isinstance(cycle, _DirectCycle):
-            cycle.start()
+            # Called from the answer before it: the turn is taken on the loop's next pass. Taken at once, a
+            # pipeline of requests answered as they start (refusals) nested a call per request in the first
+            # answer, until the stack overflowed and the rest of the pipeline was never answered.
+            self.loop.call_soon(cycle.take_turn)
         else:
             super()._start_asgi_task(cycle, app)
 
@@ -366,6 +369,11 @@ class _DirectCycle:
             self.reply(self.route.too_large(self.size))
         elif not self.more_body:
             self._handle()
+
+    def take_turn(self) -> None:
+        """:meth:`start`, once the answers before it were written, unless the connection is gone since."""
+        if not self.disconnected and not self.protocol.transport.is_closing():
+            self.start()
 
     def feed(self, chunk: bytes) -> None:
         if self.response_complete:
