@@ -107,14 +107,18 @@ class IngestEndpoint:
     def broken_off(self) -> None:
         self._metrics.rejected.labels("incomplete").inc()
 
-    def failed(self, exc: Exception) -> ProblemError:
-        """The problem for a submission that failed with ``exc``; re-raises what is not a known refusal."""
+    def failed(self, exc: BaseException) -> ProblemError:
+        """The problem for a submission that failed with ``exc``.
+
+        What is no known refusal is a failure of ours (the writer logged it with its traceback): a bare
+        500 problem, the same on every path. Raised instead, the direct route's answer was never written.
+        """
         if isinstance(exc, (StoreUnavailableError, ShuttingDownError)):
             self._metrics.rejected.labels("unavailable").inc()
             return ProblemError(503, f"{exc}; nothing was stored", slug="unavailable", headers={"Retry-After": "1"})
         if isinstance(exc, CloudEventError):  # the store refused an event the codec let through
             return _rejected(exc, self._metrics)
-        raise exc
+        return ProblemError(500, "the server failed to answer this request; it has been logged", slug="internal")
 
     @property
     def committer(self) -> GroupCommitter:
@@ -158,7 +162,7 @@ class DirectIngest:
                 if isinstance(outcome, Stored):
                     reply(_stored(outcome))
                 else:
-                    reply(problem_answer(endpoint.failed(outcome)))  # type: ignore[arg-type]
+                    reply(problem_answer(endpoint.failed(outcome)))
 
             self._submit(events, "http", done)
         except ProblemError as exc:

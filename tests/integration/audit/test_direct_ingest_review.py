@@ -7,10 +7,18 @@ Each test sends the same bytes to ``/`` (the HTTP protocol answers it itself) an
 
 from __future__ import annotations
 
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from tests.integration.audit.conftest import AuditServer, unique_source
+from eventaudit.audit.app import create_app
+from eventaudit.audit.settings import AuditSettings
+from tests.integration.audit.conftest import PROBLEM, READ_TOKEN, AuditServer, unique_source
 from tests.integration.audit.test_direct_ingest import Reader, connect, event_body, post
+from tests.integration.servers import serve_in_thread
 
 TARGETS = [pytest.param(b"/", id="direct"), pytest.param(b"/?via=asgi", id="asgi")]
 
@@ -28,3 +36,34 @@ def test_a_long_pipeline_answered_at_once_is_answered_in_full(shared_audit: Audi
         reader = Reader(sock)
         statuses = [reader.answer()[0] for _ in range(count + 1)]
     assert statuses == [200] + [400] * count
+
+
+# --- the store failing in a way nobody foresaw: a 500 problem, never a request left hanging ----------
+
+
+@pytest.fixture
+def failing_store(tmp_path: Path) -> Iterator[str]:
+    """An audit service whose store raises an unexpected error (not the database's) on every append."""
+    app = create_app(AuditSettings(db=f"sqlite:///{tmp_path / 'audit.db'}", read_tokens=(READ_TOKEN,)))
+
+    def append(groups: object) -> list[list[int | None]]:
+        raise RuntimeError("a bug in the store")
+
+    with serve_in_thread(app) as url:
+        app.state.store.append = append
+        yield url
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_unexpected_store_failure_is_a_500_problem(failing_store: str, target: bytes) -> None:
+    host, port = failing_store.removeprefix("http://").split(":")
+    request = post(event_body(unique_source("store-bug")), target=target)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        status, headers, body = Reader(sock).answer()
+        assert status == 500
+        assert headers["content-type"] == PROBLEM
+        assert json.loads(body)["type"] == "urn:eventaudit:problem:internal"
+        assert headers["x-request-id"]
+        sock.sendall(request)  # the connection still serves
+        assert Reader(sock).answer()[0] == 500
