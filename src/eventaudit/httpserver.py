@@ -177,14 +177,16 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.headers.append((name.lower(), value))  # as uvicorn's on_header; Expect is looked at once, below
 
     def on_headers_complete(self) -> None:
-        host = False
+        host = expect = False
         for name, value in self.headers:
             if name == b"host":
                 host = True
             elif name == b"expect" and value.lower() == b"100-continue":
-                self.expect_100_continue = True
-        if not host and self.parser.get_http_version() == "1.1":
-            raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
+                expect = True
+        if self.parser.get_http_version() == "1.1":
+            if not host:
+                raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
+            self.expect_100_continue = expect  # RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client
         if self._direct:
             method = self.parser.get_method()
             route = self._direct.get((method, self.url))
@@ -343,6 +345,7 @@ class _DirectCycle:
         self.method = method
         self.target: bytes = protocol.url
         self.headers: RawHeaders = protocol.headers
+        self.expect_100_continue = protocol.expect_100_continue  # the protocol's is the latest request's by its turn
         self.keep_alive = keep_alive
         self.started = time.perf_counter()
         self.response_complete = False
@@ -362,7 +365,7 @@ class _DirectCycle:
         if refusal is not None:
             self.reply(refusal)
             return
-        if self.protocol.expect_100_continue and not self.protocol.transport.is_closing():
+        if self.expect_100_continue and not self.protocol.transport.is_closing():
             self.protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.reading = True
         if self.size > self.route.max_body:

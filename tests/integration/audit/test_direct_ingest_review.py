@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,35 @@ def test_a_long_pipeline_answered_at_once_is_answered_in_full(shared_audit: Audi
         reader = Reader(sock)
         statuses = [reader.answer()[0] for _ in range(count + 1)]
     assert statuses == [200] + [400] * count
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_expect_100_continue_belongs_to_its_own_request(shared_audit: AuditServer, target: bytes) -> None:
+    # Three pipelined requests: one being stored, one without Expect queued behind it, and the
+    # headers of one with ``Expect: 100-continue``. Only the third is told to go on, after the second's answer.
+    body = event_body(unique_source("expect-pipelined"))
+    third = post(body, b"Expect: 100-continue", target=target)
+    with connect(shared_audit) as sock:
+        first = post(event_body(unique_source("expect-pipelined")), target=b"/?via=asgi")
+        sock.sendall(first + post(event_body(unique_source("expect-pipelined")), target=target) + third[: -len(body)])
+        reader = Reader(sock)
+        assert [reader.answer()[0] for _ in range(3)] == [200, 200, 100]
+        sock.sendall(body)
+        assert reader.answer()[0] == 200
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_no_100_continue_for_an_http_1_0_client(shared_audit: AuditServer, target: bytes) -> None:
+    # RFC 9110 §15.2: a server MUST NOT send a 1xx response to an HTTP/1.0 client.
+    body = event_body(unique_source("expect-1.0"))
+    request = post(body, b"Expect: 100-continue", version=b"1.0", target=target)
+    with connect(shared_audit) as sock:
+        sock.sendall(request[: -len(body)])
+        time.sleep(0.3)
+        sock.sendall(body)
+        status, headers, _ = Reader(sock).answer()
+    assert status == 200
+    assert headers["connection"] == "close"
 
 
 # --- the store failing in a way nobody foresaw: a 500 problem, never a request left hanging ----------
