@@ -289,7 +289,7 @@ def _chain(groups: Sequence[Sequence[CloudEvent]], seen: set[tuple[str, str]], s
     return _Chained(rows, results, seq, head)
 
 
-# The statements of append_core, compiled once by SQLAlchemy for sqlite3 with named parameters.
+# The statements of append_core, compiled once by SQLAlchemy for sqlite3 (the insert takes tuples in ROW_COLUMNS order).
 _SQLITE: Final = sqlite_dialect.dialect(paramstyle="named")
 _SQLITE_HEAD: Final = select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).compile(dialect=_SQLITE)
 _SQLITE_INSERT: Final = str(insert(events).compile(dialect=sqlite_dialect.dialect(paramstyle="qmark")))
