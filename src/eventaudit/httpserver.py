@@ -118,6 +118,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._direct = direct_routes(self.app) if self.limit_concurrency is None else {}
         self._idle_since: float | None = None
+        self._refusal: bytes | None = None  # the answer to a request refused behind others still being answered
 
     # Keep-alive: uvicorn arms a timer after every answer and cancels it on the next request's
     # first bytes (a TimerHandle and a heap push per request). Here one timer lives per connection
@@ -128,6 +129,10 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
         if self.transport.is_closing():
+            return
+        if self._refusal is not None and self.cycle.response_complete:
+            self.transport.write(self._refusal)
+            self.transport.close()
             return
         self._idle_since = None
         self.flow.resume_reading()
@@ -243,7 +248,16 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         status = getattr(self, "_status_hint", 400)
         reason = "" if status == 431 else "malformed request line, headers or body framing"
-        self.transport.write(_problem_response(status, reason))
+        refusal = _problem_response(status, reason)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            # The requests before this one are whole and still being answered: RFC 9112 §9.3.2 keeps the
+            # answers in the order of the requests, so the refusal comes after theirs (on_response_complete).
+            # Written at once, it took the place of the first answer and the rest were lost.
+            self._refusal = refusal
+            self.flow.pause_reading()
+            return
+        self.transport.write(refusal)
         self.transport.close()
 
 

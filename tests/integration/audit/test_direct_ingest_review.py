@@ -97,3 +97,31 @@ def test_unexpected_store_failure_is_a_500_problem(failing_store: str, target: b
         assert headers["x-request-id"]
         sock.sendall(request)  # the connection still serves
         assert Reader(sock).answer()[0] == 500
+
+
+# --- a request the parser refuses, pipelined behind one still being answered -----------------------
+
+UNPARSABLE = [
+    pytest.param(b"NOT HTTP AT ALL\r\n\r\n", 400, id="malformed"),
+    pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431, id="too-large"),
+]
+
+
+@pytest.mark.parametrize(("refused", "status"), UNPARSABLE)
+@pytest.mark.parametrize("target", TARGETS)
+def test_refusal_by_the_parser_comes_after_the_answers_before_it(
+    shared_audit: AuditServer, target: bytes, refused: bytes, status: int
+) -> None:
+    source = unique_source("refused-behind")
+    health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with connect(shared_audit) as sock:
+        sock.sendall(
+            post(event_body(source), target=target) + health + post(event_body(source), target=target) + refused
+        )
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(4)]
+        assert reader.closed()
+    assert [answer[0] for answer in answers] == [200, 200, 200, status]
+    assert answers[3][1]["content-type"] == PROBLEM
+    assert answers[3][1]["connection"] == "close"
+    assert len(shared_audit.page(source=source)["items"]) == 2
