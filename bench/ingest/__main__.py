@@ -248,7 +248,7 @@ def database(kind: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def audit_command(url: str, port: int) -> list[str]:
+def audit_command(url: str, port: int, extra: list[str] | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -262,6 +262,7 @@ def audit_command(url: str, port: int) -> list[str]:
         TOKEN,
         "--log-level",
         "warning",
+        *(extra or []),
     ]
 
 
@@ -274,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-cpu", type=int, default=1)
     parser.add_argument("--rate", type=int, default=1000, help="events/s of the latency test (default 1000)")
     parser.add_argument("--latency-only", action="store_true", help="only the paced latency test")
+    parser.add_argument(
+        "--audit-arg",
+        action="append",
+        default=[],
+        help="one more argument for `eventaudit audit` (repeat; e.g. --audit-arg=--commit-window-ms=1)",
+    )
     args = parser.parse_args(argv)
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     if args.latency_only:
@@ -327,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             for script, per_request in (("binary.lua", 1), ("structured.lua", 1), ("batch.lua", 100)):
                 with database(kind) as url:
                     port = free_port()
-                    with server(audit_command(url, port), args.server_cpu, port) as proc:
+                    with server(audit_command(url, port, args.audit_arg), args.server_cpu, port) as proc:
                         result = wrk(script, f"http://127.0.0.1:{port}/", c, args.seconds, args.load_cpu, proc.pid)
                         rss = peak_rss_mib(proc.pid)
                 events = result["rps"] * per_request
@@ -356,7 +363,7 @@ def latency_test(kind: str, args: argparse.Namespace, report: Callable[[str, str
     """p99 latency of single binary events paced at ``args.rate``, on a fresh database of ``kind``."""
     with database(kind) as url:
         port = free_port()
-        with server(audit_command(url, port), args.server_cpu, port) as proc:
+        with server(audit_command(url, port, args.audit_arg), args.server_cpu, port) as proc:
             latency = asyncio.run(paced(f"http://127.0.0.1:{port}/", args.rate, args.seconds))
             rss = peak_rss_mib(proc.pid)
         report(
