@@ -73,6 +73,11 @@ def server(command: list[str], cpu: int, port: int) -> Iterator[subprocess.Popen
         log.close()
 
 
+#: One client for every poll of a benchmark: ``httpx.get`` builds a new SSL context per call (~10 ms
+#: of CPU), which polling every 10-20 ms took from the processes under measurement.
+polls = httpx.Client(timeout=30)
+
+
 def peak_rss_mib(pid: int) -> float:
     """VmHWM of ``pid`` (the largest resident set it had), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

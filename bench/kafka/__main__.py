@@ -52,7 +52,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from sqlalchemy import insert
 
-from bench.ingest.__main__ import free_port, peak_rss_mib
+from bench.ingest.__main__ import free_port, peak_rss_mib, polls
 from eventaudit import db
 from eventaudit.broker import DevBroker
 from eventaudit.events import CloudEvent
@@ -137,13 +137,8 @@ def raw_consume(bootstrap: str, topic: str, count: int) -> float:
     return count / elapsed
 
 
-#: One client for every poll: ``httpx.get`` builds a new SSL context per call (~10 ms of CPU), which
-#: polling every 20 ms took from the process under measurement on this 2-core machine.
-_http = httpx.Client(timeout=5)
-
-
 def metric(base: str, series: str) -> float:
-    text = _http.get(base + "/metrics").text
+    text = polls.get(base + "/metrics").text
     for line in text.splitlines():
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
@@ -158,7 +153,7 @@ def process(command: list[str], base: str, log: Path) -> Iterator[subprocess.Pop
         deadline = time.monotonic() + 60
         while True:
             try:
-                if _http.get(base + "/healthz", timeout=1).status_code == 200:
+                if polls.get(base + "/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

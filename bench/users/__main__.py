@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from bench.ingest.__main__ import free_port, peak_rss_mib, server
+from bench.ingest.__main__ import free_port, peak_rss_mib, polls, server
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-read-token-0123456789"
@@ -121,7 +121,7 @@ def user_ids(base: str) -> list[str]:
 
 
 def metric(base: str, name: str) -> float:
-    for line in httpx.get(base + "/metrics", timeout=30).text.splitlines():
+    for line in polls.get(base + "/metrics").text.splitlines():
         series, _, value = line.rpartition(" ")
         if series == name:
             return float(value)
