@@ -11,7 +11,7 @@ from sqlalchemy import Engine, delete, update
 
 from eventaudit import db
 from eventaudit.users import migrate, repository
-from eventaudit.users.models import SENT, outbox
+from eventaudit.users.models import PARKED, SENT, outbox
 
 NOW = 1_000_000_000
 
@@ -136,3 +136,18 @@ def test_claim_agrees_with_the_model(engine: Engine, events: list[tuple[str, boo
         change(engine, user, sequence[user], **values)
 
     assert claim(engine, limit) == model(events, limit)
+
+
+def test_backlog_counts_and_names_the_oldest_pending_event(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for n, created in enumerate((100, 200, 300, 400), start=1):
+            repository.add_event(conn, "u", n, "{}", created)
+    change(engine, "u", 1, state=SENT)
+    change(engine, "u", 4, state=PARKED)
+
+    with engine.connect() as conn:
+        assert repository.backlog(conn) == repository.Backlog(pending=2, oldest_pending=200, parked=1)
+    change(engine, "u", 2, state=SENT)
+    change(engine, "u", 3, state=SENT)
+    with engine.connect() as conn:
+        assert repository.backlog(conn) == repository.Backlog(pending=0, oldest_pending=None, parked=1)
