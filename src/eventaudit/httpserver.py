@@ -29,12 +29,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http import HTTPStatus
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import h11
 import uvicorn
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from eventaudit import problems
 
 try:
     import httptools
@@ -119,6 +121,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._direct = direct_routes(self.app) if self.limit_concurrency is None else {}
         self._idle_since: float | None = None
         self._refusal: bytes | None = None  # the answer to a request refused behind others still being answered
+        self._refused_for: tuple[int, str] | None = None  # status and detail of a refusal raised in a parser callback
 
     # Keep-alive: uvicorn arms a timer after every answer and cancels it on the next request's
     # first bytes (a TimerHandle and a heap push per request). Here one timer lives per connection
@@ -160,7 +163,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.expect_100_continue = False
         self.headers = []
         self._header_bytes = 0
-        self._status_hint = 400
+        self._refused_for = None
 
     def _asgi_scope(self) -> None:
         url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
@@ -182,15 +185,18 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.headers.append((name.lower(), value))  # as uvicorn's on_header; Expect is looked at once, below
 
     def on_headers_complete(self) -> None:
-        host = expect = False
+        hosts = 0
+        expect = False
         for name, value in self.headers:
             if name == b"host":
-                host = True
+                hosts += 1
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect = True
+        if hosts > 1:
+            self._refuse(400, "the request has more than one Host header field (RFC 9112 §3.2)")
         if self.parser.get_http_version() == "1.1":
-            if not host:
-                raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 §3.2: answered 400
+            if not hosts:
+                self._refuse(400, "an HTTP/1.1 request must have a Host header field (RFC 9112 §3.2)")
             self.expect_100_continue = expect  # RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client
         if self._direct:
             method = self.parser.get_method()
@@ -242,13 +248,18 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _headers_too_large(self) -> None:
-        self._status_hint = 431
-        raise ValueError("request headers too large")
+        self._refuse(
+            431, f"the request line and headers are larger than this server accepts ({MAX_HEADER_BYTES} bytes)"
+        )
+
+    def _refuse(self, status: int, detail: str) -> NoReturn:
+        """Stop parsing: the request is answered ``status`` with ``detail`` and the connection closed."""
+        self._refused_for = (status, detail)
+        raise ValueError(detail)  # llhttp stops; uvicorn's data_received calls send_400_response
 
     def send_400_response(self, msg: str) -> None:
-        status = getattr(self, "_status_hint", 400)
-        reason = "" if status == 431 else "malformed request line, headers or body framing"
-        refusal = _problem_response(status, reason)
+        status, detail = self._refused_for or (400, _MALFORMED)
+        refusal = _problem_response(status, detail)
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.more_body:
             # The requests before this one are whole and still being answered: RFC 9112 §9.3.2 keeps the
@@ -261,19 +272,17 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def _problem_response(status: int, reason: str) -> bytes:
+_MALFORMED = "the HTTP request could not be parsed: malformed request line, headers or body framing"
+
+
+def _problem_response(status: int, detail: str) -> bytes:
     """A complete HTTP/1.1 problem+json answer for a request the parser refused, closing the connection."""
-    detail = (
-        f"the request line and headers are larger than this server accepts ({MAX_HEADER_BYTES} bytes)"
-        if status == 431
-        else f"the HTTP request could not be parsed: {reason or 'malformed'}"
-    )
-    body = json.dumps({"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail})
+    body = problems.document(status, detail)  # UTF-8: the length is counted in bytes
     head = (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/problem+json\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: {problems.MEDIA_TYPE}\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
-    return (head + body).encode()
+    return head.encode() + body
 
 
 def protocol() -> type[H11Protocol] | type[HttpToolsProtocol]:

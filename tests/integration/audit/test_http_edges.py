@@ -1,0 +1,144 @@
+"""Edges of HTTP/1.1 framing on ``POST /``, on the direct route and through ASGI, byte for byte over a socket.
+
+* A final answer sent on the headers alone to ``Expect: 100-continue``, before the body was read and
+  with no 100 sent, closes the connection (RFC 9110 §10.1.1, RFC 9112 §9.6): the client may never
+  send the body, and its next request must not be read as that body.
+* A transfer coding other than ``chunked`` is not implemented (RFC 9112 §6.1: 501); one where
+  ``chunked`` is not the last cannot be framed at all (RFC 9112 §6.3: 400). Both close.
+* More than one ``Host`` is a 400 (RFC 9112 §3.2).
+
+Every refusal is a problem document, and the service serves the next connection as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.audit.conftest import (
+    INGEST_TOKEN,
+    PROBLEM,
+    AuditServer,
+    new_database,
+    start_audit,
+    unique_source,
+)
+from tests.integration.audit.test_direct_ingest import Reader, connect, event_body, post
+
+TARGETS = [pytest.param(b"/", id="direct"), pytest.param(b"/?via=asgi", id="asgi")]
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def token_audit(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditServer]:
+    """One audit service per module and database kind that wants the ingest token."""
+    kind = str(request.param)
+    directory: Path = tmp_path_factory.mktemp("audit-token")
+    with new_database(kind, directory) as url, start_audit(url, kind, ingest_token=INGEST_TOKEN) as server:
+        yield server
+
+
+def head(target: bytes, *headers: bytes, length: int, version: bytes = b"1.1") -> bytes:
+    """A ``POST`` request line and its headers, announcing a JSON CloudEvent of ``length`` bytes."""
+    lines = [b"POST " + target + b" HTTP/" + version, b"Host: 127.0.0.1", *headers]
+    lines += [b"Content-Type: application/cloudevents+json", b"Content-Length: %d" % length]
+    return b"\r\n".join([*lines, b"", b""])
+
+
+def chunked(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+def assert_problem(answer: tuple[int, dict[str, str], bytes], status: int, *words: str) -> dict[str, Any]:
+    """``answer`` is a problem document with ``status`` whose detail names the problem (``words``)."""
+    got, headers, body = answer
+    assert got == status, body
+    assert headers["content-type"] == PROBLEM
+    problem: dict[str, Any] = json.loads(body)
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["type"]
+    for word in words:
+        assert word in problem["detail"], problem
+    return problem
+
+
+def assert_closed(reader: Reader) -> None:
+    """The server closed the connection after its answer (a read times out if it did not)."""
+    reader.sock.settimeout(3)
+    assert reader.closed(), reader.buffer
+
+
+def assert_still_serves(server: AuditServer, token: bytes | None = None) -> None:
+    """A normal ``POST /`` on a new connection is stored."""
+    extra = () if token is None else (b"Authorization: Bearer " + token,)
+    with connect(server) as sock:
+        sock.sendall(post(event_body(unique_source("still-serves")), *extra))
+        status, _, body = Reader(sock).answer()
+    assert status == 200, body
+
+
+# --- 3. more than one Host -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        pytest.param((b"Host: 127.0.0.1", b"Host: evil.example"), id="two-different"),
+        pytest.param((b"Host: 127.0.0.1", b"host: 127.0.0.1"), id="two-same"),
+        pytest.param((b"Host: 127.0.0.1", b"Host: a", b"Host: b"), id="three"),
+    ],
+)
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+@pytest.mark.parametrize("target", [*TARGETS, pytest.param(b"/healthz", id="get")])
+def test_more_than_one_host_is_400(
+    shared_audit: AuditServer, target: bytes, version: bytes, hosts: tuple[bytes, ...]
+) -> None:
+    source = unique_source("hosts")
+    body = event_body(source)
+    method = b"GET " if target == b"/healthz" else b"POST "
+    lines = [method + target + b" HTTP/" + version, *hosts]
+    lines += [b"Content-Type: application/cloudevents+json", b"Content-Length: %d" % len(body)]
+    with connect(shared_audit) as sock:
+        sock.sendall(b"\r\n".join([*lines, b"", b""]) + body)
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert_problem(answer, 400, "Host")
+        assert answer[1]["connection"] == "close"
+        assert_closed(reader)
+    assert shared_audit.page(source=source)["items"] == []
+    assert_still_serves(shared_audit)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_two_hosts_behind_a_stored_request_are_refused_after_its_answer(
+    shared_audit: AuditServer, target: bytes
+) -> None:
+    source = unique_source("hosts-pipelined")
+    body = event_body(source)
+    second = post(body, b"Host: evil.example", target=target)
+    with connect(shared_audit) as sock:
+        sock.sendall(post(body, target=target) + second)
+        reader = Reader(sock)
+        assert reader.answer()[0] == 200
+        assert_problem(reader.answer(), 400, "Host")
+        assert_closed(reader)
+    assert len(shared_audit.page(source=source)["items"]) == 1
+
+
+def test_missing_host_on_http_1_1_names_the_problem(shared_audit: AuditServer) -> None:
+    with connect(shared_audit) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        reader = Reader(sock)
+        assert_problem(reader.answer(), 400, "Host")
+        assert_closed(reader)
+
+
+def test_http_1_0_without_host_is_served(shared_audit: AuditServer) -> None:
+    with connect(shared_audit) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert Reader(sock).answer()[0] == 200
