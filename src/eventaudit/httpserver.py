@@ -187,17 +187,24 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         hosts = 0
         expect = False
+        codings = None
         for name, value in self.headers:
             if name == b"host":
                 hosts += 1
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect = True
+            elif name == b"transfer-encoding":
+                codings = value if codings is None else codings + b"," + value
         if hosts > 1:
             self._refuse(400, "the request has more than one Host header field (RFC 9112 §3.2)")
         if self.parser.get_http_version() == "1.1":
             if not hosts:
                 self._refuse(400, "an HTTP/1.1 request must have a Host header field (RFC 9112 §3.2)")
             self.expect_100_continue = expect  # RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client
+        if codings is not None:
+            refused = _refused_transfer_codings(codings)
+            if refused is not None:
+                self._refuse(*refused)
         if self._direct:
             method = self.parser.get_method()
             route = self._direct.get((method, self.url))
@@ -270,6 +277,21 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             return
         self.transport.write(refusal)
         self.transport.close()
+
+
+def _refused_transfer_codings(field: bytes) -> tuple[int, str] | None:
+    """The status and detail refusing a request's Transfer-Encoding (all its fields joined), or ``None`` for chunked."""
+    codings = [coding.strip().lower() for coding in field.split(b",")]
+    codings = [coding for coding in codings if coding]
+    if codings == [b"chunked"]:
+        return None
+    shown = ", ".join(coding.decode("latin-1") for coding in codings)
+    if not codings or codings[-1] != b"chunked":
+        # RFC 9112 §6.3: without chunked last, the body's length cannot be known: a 400, then close.
+        # (llhttp itself refuses anything after chunked, or chunked twice, before the headers are complete.)
+        return 400, f"Transfer-Encoding {shown!r} does not end with chunked: the body's length cannot be known"
+    # RFC 9112 §6.1: a transfer coding the server does not understand is a 501.
+    return 501, f"Transfer-Encoding {shown!r} is not implemented: send the body with chunked alone or Content-Length"
 
 
 _MALFORMED = "the HTTP request could not be parsed: malformed request line, headers or body framing"

@@ -82,6 +82,78 @@ def assert_still_serves(server: AuditServer, token: bytes | None = None) -> None
     assert status == 200, body
 
 
+# --- 2. transfer codings other than chunked -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        pytest.param((b"gzip, chunked",), id="gzip-chunked"),
+        pytest.param((b"deflate,chunked",), id="deflate-chunked"),
+        pytest.param((b"gzip", b"chunked"), id="two-fields"),
+        pytest.param((b"x-custom , CHUNKED",), id="unknown-coding"),
+    ],
+)
+@pytest.mark.parametrize("target", TARGETS)
+def test_transfer_coding_other_than_chunked_is_501(
+    shared_audit: AuditServer, target: bytes, codings: tuple[bytes, ...]
+) -> None:
+    source = unique_source("transfer-coding")
+    fields = [b"Transfer-Encoding: " + coding for coding in codings]
+    lines = [b"POST " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Content-Type: application/cloudevents+json"]
+    request = b"\r\n".join([*lines, *fields, b"", b""]) + chunked(event_body(source))
+    with connect(shared_audit) as sock:
+        sock.sendall(request + post(event_body(source), target=target))
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert_problem(answer, 501, "Transfer-Encoding")
+        assert answer[1]["connection"] == "close"
+        assert_closed(reader)
+    assert shared_audit.page(source=source)["items"] == []
+    assert_still_serves(shared_audit)
+
+
+@pytest.mark.parametrize(
+    ("coding", "words"),
+    [
+        pytest.param(b"gzip", ("Transfer-Encoding", "chunked"), id="gzip"),
+        pytest.param(b"gzip, identity", ("Transfer-Encoding", "chunked"), id="no-chunked"),
+        # llhttp refuses these itself, while it reads the header: the detail says no more than that.
+        pytest.param(b"chunked, gzip", ("framing",), id="chunked-not-last"),
+        pytest.param(b"chunked, chunked", ("framing",), id="chunked-twice"),
+    ],
+)
+@pytest.mark.parametrize("target", TARGETS)
+def test_transfer_coding_without_a_final_chunked_is_400(
+    shared_audit: AuditServer, target: bytes, coding: bytes, words: tuple[str, ...]
+) -> None:
+    # RFC 9112 §6.3: with chunked not last, the body's length cannot be known: 400 and close (a MUST,
+    # over §6.1's 501 for a coding not understood).
+    lines = [b"POST " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Content-Type: application/cloudevents+json"]
+    request = b"\r\n".join([*lines, b"Transfer-Encoding: " + coding, b"", b""]) + chunked(b"{}")
+    with connect(shared_audit) as sock:
+        sock.sendall(request)
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert_problem(answer, 400, *words)
+        assert answer[1]["connection"] == "close"
+        assert_closed(reader)
+    assert_still_serves(shared_audit)
+
+
+@pytest.mark.parametrize("coding", [b"chunked", b"Chunked", b" chunked "])
+@pytest.mark.parametrize("target", TARGETS)
+def test_chunked_alone_is_still_served(shared_audit: AuditServer, target: bytes, coding: bytes) -> None:
+    source = unique_source("chunked")
+    lines = [b"POST " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Content-Type: application/cloudevents+json"]
+    request = b"\r\n".join([*lines, b"Transfer-Encoding:" + coding, b"", b""]) + chunked(event_body(source))
+    with connect(shared_audit) as sock:
+        sock.sendall(request * 2)
+        reader = Reader(sock)
+        assert [reader.answer()[0] for _ in range(2)] == [200, 200]
+    assert len(shared_audit.page(source=source)["items"]) == 1
+
+
 # --- 3. more than one Host -----------------------------------------------------------------------
 
 
