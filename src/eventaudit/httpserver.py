@@ -232,6 +232,8 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             # answer, until the stack overflowed and the rest of the pipeline was never answered.
             self.loop.call_soon(cycle.take_turn)
         else:
+            if cycle.waiting_for_100_continue:
+                app = _closing_when_answered_before_the_body(cycle, app)
             super()._start_asgi_task(cycle, app)
 
     def on_body(self, body: bytes) -> None:
@@ -295,6 +297,25 @@ def _refused_transfer_codings(field: bytes) -> tuple[int, str] | None:
 
 
 _MALFORMED = "the HTTP request could not be parsed: malformed request line, headers or body framing"
+
+
+def _closing_when_answered_before_the_body(cycle: Any, app: ASGIApp) -> ASGIApp:
+    """``app`` for uvicorn's ``cycle`` of a request with ``Expect: 100-continue``: an answer started before
+    the 100 was sent (no ``receive`` yet) and before the body was read says ``Connection: close`` and closes.
+
+    RFC 9110 §10.1.1, RFC 9112 §9.6: the client may never send the body it was told to wait with, and
+    its next request must not be read as that body.
+    """
+
+    async def run(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and cycle.waiting_for_100_continue and cycle.more_body:
+                cycle.keep_alive = False
+            await send(message)
+
+        await app(scope, receive, send_closing)
+
+    return run
 
 
 def _problem_response(status: int, detail: str) -> bytes:
@@ -456,6 +477,10 @@ class _DirectCycle:
         if self.response_complete:
             return
         self.response_complete = True
+        if self.more_body and self.expect_100_continue and not self.reading:
+            # Refused on its headers, with no 100 sent: the client may never send the body, and its next
+            # request must not be read as that body (RFC 9110 §10.1.1, RFC 9112 §9.6). Close after the answer.
+            self.keep_alive = False
         request_id = _request_id(self.headers)
         protocol = self.protocol
         if not self.disconnected:
