@@ -75,6 +75,17 @@ def assert_closed(reader: Reader) -> None:
         assert reader.closed(), reader.buffer
 
 
+def assert_refused_and_closed(server: AuditServer, request: bytes, status: int, *words: str) -> None:
+    """``request`` is answered ``status`` (a problem naming ``words``) with ``connection: close``, then closed."""
+    with connect(server) as sock:
+        sock.sendall(request)
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert_problem(answer, status, *words)
+        assert answer[1]["connection"] == "close"
+        assert_closed(reader)
+
+
 def assert_still_serves(server: AuditServer, token: bytes | None = None) -> None:
     """A normal ``POST /`` on a new connection is stored."""
     extra = () if token is None else (b"Authorization: Bearer " + token,)
@@ -100,13 +111,7 @@ REFUSED_ON_HEADERS = [
 def test_refusal_before_the_body_with_expect_closes(
     token_audit: AuditServer, target: bytes, headers: tuple[bytes, ...], length: int, status: int, word: str
 ) -> None:
-    with connect(token_audit) as sock:
-        sock.sendall(head(target, b"Expect: 100-continue", *headers, length=length))
-        reader = Reader(sock)
-        answer = reader.answer()
-        assert_problem(answer, status, word)
-        assert answer[1]["connection"] == "close"
-        assert_closed(reader)
+    assert_refused_and_closed(token_audit, head(target, b"Expect: 100-continue", *headers, length=length), status, word)
     assert_still_serves(token_audit, TOKEN)
 
 
@@ -181,13 +186,7 @@ def test_transfer_coding_other_than_chunked_is_501(
     fields = [b"Transfer-Encoding: " + coding for coding in codings]
     lines = [b"POST " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Content-Type: application/cloudevents+json"]
     request = b"\r\n".join([*lines, *fields, b"", b""]) + chunked(event_body(source))
-    with connect(shared_audit) as sock:
-        sock.sendall(request + post(event_body(source), target=target))
-        reader = Reader(sock)
-        answer = reader.answer()
-        assert_problem(answer, 501, "Transfer-Encoding")
-        assert answer[1]["connection"] == "close"
-        assert_closed(reader)
+    assert_refused_and_closed(shared_audit, request + post(event_body(source), target=target), 501, "Transfer-Encoding")
     assert shared_audit.page(source=source)["items"] == []
     assert_still_serves(shared_audit)
 
@@ -210,13 +209,7 @@ def test_transfer_coding_without_a_final_chunked_is_400(
     # over §6.1's 501 for a coding not understood).
     lines = [b"POST " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Content-Type: application/cloudevents+json"]
     request = b"\r\n".join([*lines, b"Transfer-Encoding: " + coding, b"", b""]) + chunked(b"{}")
-    with connect(shared_audit) as sock:
-        sock.sendall(request)
-        reader = Reader(sock)
-        answer = reader.answer()
-        assert_problem(answer, 400, *words)
-        assert answer[1]["connection"] == "close"
-        assert_closed(reader)
+    assert_refused_and_closed(shared_audit, request, 400, *words)
     assert_still_serves(shared_audit)
 
 
@@ -254,13 +247,7 @@ def test_more_than_one_host_is_400(
     method = b"GET " if target == b"/healthz" else b"POST "
     lines = [method + target + b" HTTP/" + version, *hosts]
     lines += [b"Content-Type: application/cloudevents+json", b"Content-Length: %d" % len(body)]
-    with connect(shared_audit) as sock:
-        sock.sendall(b"\r\n".join([*lines, b"", b""]) + body)
-        reader = Reader(sock)
-        answer = reader.answer()
-        assert_problem(answer, 400, "Host")
-        assert answer[1]["connection"] == "close"
-        assert_closed(reader)
+    assert_refused_and_closed(shared_audit, b"\r\n".join([*lines, b"", b""]) + body, 400, "Host")
     assert shared_audit.page(source=source)["items"] == []
     assert_still_serves(shared_audit)
 
