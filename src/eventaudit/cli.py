@@ -492,7 +492,7 @@ Ctrl-C stops everything.""",
         httpserver.server(users, args.host, args.users_port),
     ]
     signal.signal(signal.SIGTERM, _stopped)  # SIGTERM stops everything gracefully, the broker included
-    return 0 if asyncio.run(httpserver.serve_together(servers)) else 1
+    return 0 if httpserver.run_loop(httpserver.serve_together(servers)) else 1
 
 
 def _run_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -27,9 +27,9 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
 from http import HTTPStatus
-from typing import Any, NamedTuple, NoReturn, Protocol
+from typing import Any, Final, NamedTuple, NoReturn, Protocol, TypeVar
 
 import h11
 import uvicorn
@@ -53,6 +53,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _access = logging.getLogger("eventaudit.access")
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _UNECHOED = re.compile(r":? b['\"]")
 MAX_HEADER_BYTES = 16 * 1024
@@ -654,6 +655,7 @@ def server(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) ->
         host=host,
         port=port,
         http=protocol(),
+        loop=LOOP,
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -662,6 +664,26 @@ def server(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) ->
         timeout_graceful_shutdown=graceful_seconds,
     )
     return Server(config, stop_callbacks(app))
+
+
+#: uvicorn's choice of event loop: uvloop (libuv, in C) where it is installed, as it is on Linux and macOS
+#: (a dependency there), asyncio's own elsewhere. With the audit ingest's direct route most of a request's
+#: time on the loop thread is the loop's own (reading, writing, dispatching); see docs/benchmarks.md.
+LOOP: Final = "auto"
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the event loop :data:`LOOP` picks (for several servers in one loop)."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency wherever it builds
+        return None
+    return uvloop.new_event_loop
 
 
 def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> None:
