@@ -291,8 +291,9 @@ def _chain(groups: Sequence[Sequence[CloudEvent]], seen: set[tuple[str, str]], s
 
 # The statements of append_core, compiled once by SQLAlchemy for sqlite3 (the insert takes tuples in ROW_COLUMNS order).
 _SQLITE: Final = sqlite_dialect.dialect(paramstyle="named")
+_SQLITE_QMARK: Final = sqlite_dialect.dialect(paramstyle="qmark")
 _SQLITE_HEAD: Final = select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).compile(dialect=_SQLITE)
-_SQLITE_INSERT: Final = str(insert(events).compile(dialect=sqlite_dialect.dialect(paramstyle="qmark")))
+_SQLITE_INSERT: Final = str(insert(events).compile(dialect=_SQLITE_QMARK))
 _SQLITE_MOVE_HEAD: Final = (
     update(chain_head)
     .where(chain_head.c.id == 1)
@@ -304,17 +305,18 @@ _SQLITE_MOVE_HEAD: Final = (
 @functools.lru_cache(maxsize=_KEY_CHUNK)
 def _sqlite_existing_query(count: int) -> str:
     ids: list[BindParameter[str]] = [bindparam(f"id{n}") for n in range(count)]
-    return str(select(events.c.source, events.c.id).where(events.c.id.in_(ids)).compile(dialect=_SQLITE))
+    query = select(events.c.source, events.c.id).where(events.c.id.in_(ids))
+    return str(query.compile(dialect=_SQLITE_QMARK))
 
 
 def _sqlite_existing(cursor: Any, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    # By id through its index, as AuditStore._existing does.
+    # By id through its index, as AuditStore._existing does; positional parameters (named ones cost
+    # a formatted name and a lookup per id).
     found: set[tuple[str, str]] = set()
     ids = sorted({id_ for _source, id_ in keys})
     for start in range(0, len(ids), _KEY_CHUNK):
         chunk = ids[start : start + _KEY_CHUNK]
-        params = {f"id{n}": id_ for n, id_ in enumerate(chunk)}
-        found.update(key for key in cursor.execute(_sqlite_existing_query(len(chunk)), params) if key in keys)
+        found.update(key for key in cursor.execute(_sqlite_existing_query(len(chunk)), chunk) if key in keys)
     return found
 
 
@@ -362,7 +364,7 @@ def _derived(event: CloudEvent) -> tuple[Any, ...]:
 
 def extensions_text(extensions: Mapping[str, Any]) -> str:
     """The ``extensions`` column: a JSON object, members sorted (binary values in Base64)."""
-    return _sorted_encoder.encode(extensions).decode()
+    return _sorted_encoder.encode(extensions).decode() if extensions else "{}"
 
 
 def _row(event: CloudEvent, seq: int, recordedtime: int, canonical: bytes, digest: bytes) -> tuple[Any, ...]:
