@@ -30,6 +30,7 @@ events = Table(
     # Id first: the duplicate check and the id filter both look up by id, so no separate index on id.
     UniqueConstraint("id", "source", name="uq_audit_events_id_source"),
     Index("ix_audit_events_type", "type"),
+    Index("ix_audit_events_source", "source"),
     Index("ix_audit_events_subject", "subject"),
     Index("ix_audit_events_time_us", "time_us"),
     Index("ix_audit_events_recordedtime", "recordedtime"),
