@@ -105,6 +105,7 @@ class AuditStore:
         self.writer = writer
         self.reader = reader or writer
         self._sqlite = db.is_sqlite(writer)
+        self._look_up_duplicates = False  # see _append_sqlite
 
     def append(self, groups: Sequence[Sequence[CloudEvent]]) -> list[list[int | None]]:
         """Store every new event of ``groups`` in one transaction, in order.
@@ -137,21 +138,23 @@ class AuditStore:
     def _append_sqlite(self, groups: Sequence[Sequence[CloudEvent]]) -> list[list[int | None]]:
         # The same statements as append_core, straight on the sqlite3 connection: SQLAlchemy's
         # per-row parameter processing and its per-transaction events cost more than the inserts.
+        # Optimistic about duplicates: no lookup first; UNIQUE (id, source) refuses a stored one, and
+        # then the transaction starts over with the lookup. After such a refusal the lookups go on until
+        # one finds no duplicate (a redelivered stretch is refused once, not once per commit).
         raw = self.writer.raw_connection()
         try:
             cursor = raw.cursor()
             try:
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    seq, previous = cursor.execute(str(_SQLITE_HEAD), _SQLITE_HEAD.params).fetchone()
-                    keys = {(e.source, e.id) for group in groups for e in group}
-                    chained = _chain(groups, _sqlite_existing(cursor, keys), int(seq), bytes(previous))
-                    if chained.rows:
-                        cursor.executemany(_SQLITE_INSERT, chained.rows)
-                        cursor.execute(
-                            str(_SQLITE_MOVE_HEAD),
-                            {**_SQLITE_MOVE_HEAD.params, "seq": chained.seq, "hash": chained.head},
-                        )
+                    try:
+                        chained = self._insert_sqlite(cursor, groups, look_up=self._look_up_duplicates)
+                    except sqlite3.IntegrityError:
+                        if self._look_up_duplicates:
+                            raise
+                        cursor.execute("ROLLBACK")
+                        cursor.execute("BEGIN IMMEDIATE")
+                        chained = self._insert_sqlite(cursor, groups, look_up=True)
                     cursor.execute("COMMIT")
                 except BaseException:
                     if raw.driver_connection.in_transaction:  # type: ignore[union-attr]
@@ -164,6 +167,20 @@ class AuditStore:
         finally:
             raw.close()
         return chained.results
+
+    def _insert_sqlite(self, cursor: Any, groups: Sequence[Sequence[CloudEvent]], *, look_up: bool) -> _Chained:
+        seq, previous = cursor.execute(str(_SQLITE_HEAD), _SQLITE_HEAD.params).fetchone()
+        stored: set[tuple[str, str]] = set()
+        if look_up:
+            stored = _sqlite_existing(cursor, {(e.source, e.id) for group in groups for e in group})
+        chained = _chain(groups, stored, int(seq), bytes(previous))
+        if chained.rows:
+            cursor.executemany(_SQLITE_INSERT, chained.rows)
+            cursor.execute(
+                str(_SQLITE_MOVE_HEAD), {**_SQLITE_MOVE_HEAD.params, "seq": chained.seq, "hash": chained.head}
+            )
+        self._look_up_duplicates = bool(stored)
+        return chained
 
     @staticmethod
     def _existing(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:

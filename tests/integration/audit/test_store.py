@@ -609,7 +609,7 @@ _oracle_events = st.builds(
 
 
 @settings(max_examples=60, deadline=None)
-@given(calls=st.lists(st.lists(st.lists(_oracle_events, max_size=4), max_size=3), min_size=1, max_size=3))
+@given(calls=st.lists(st.lists(st.lists(_oracle_events, max_size=4), max_size=3), min_size=1, max_size=5))
 def test_sqlite_append_matches_the_core_path(calls: list[list[list[CloudEvent]]]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         fast, core = (db.create(f"sqlite:///{folder}/{name}.db", writer=True) for name in ("fast", "core"))
