@@ -5,6 +5,10 @@
   (431 for oversized headers). Headers over :data:`MAX_HEADER_BYTES` are refused however
   fast they arrive (h11 only limits what is still incomplete), and so is a request with
   both ``Content-Length`` and ``Transfer-Encoding`` (RFC 9112 §6.3: a smuggling attempt).
+* A request must arrive whole (line, headers and body) within ``--request-timeout`` seconds of its
+  first byte (:data:`REQUEST_TIMEOUT`), else it is answered 408 and the connection closed; a
+  connection idle before or between requests is closed after the keep-alive timeout. The time an
+  answer takes once the request is whole is never held against the client.
 * One JSON log line per request (method, path, status, elapsed, request id), or a
   readable line when the output is a terminal.
 * Direct routes: an app's hot path (``app.state.direct_routes``, see :class:`DirectRoute`) is
@@ -58,15 +62,50 @@ T = TypeVar("T")
 _UNECHOED = re.compile(r":? b['\"]")
 MAX_HEADER_BYTES = 16 * 1024
 """The most a request line and its headers may take together (16 KiB, h11's own limit)."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds a request (line, headers and body) may take to arrive, from its first byte; then 408 and close."""
+_NEVER: Final = float("inf")
+
+
+class Config(uvicorn.Config):
+    """uvicorn's settings, and ``timeout_request`` (see :data:`REQUEST_TIMEOUT`)."""
+
+    def __init__(self, app: Any, *, timeout_request: float = REQUEST_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.timeout_request = timeout_request
+
+
+def request_timeout_of(config: uvicorn.Config) -> float:
+    """The request timeout of ``config``: its own with :class:`Config`, else :data:`REQUEST_TIMEOUT`."""
+    return config.timeout_request if isinstance(config, Config) else REQUEST_TIMEOUT
+
+
+class _Unread:
+    """In place of a connection's parser once a request timed out: what arrives after it is not read."""
+
+    @staticmethod
+    def feed_data(data: bytes) -> None:
+        return None
+
+
+_UNREAD = _Unread()
 
 
 class ProblemH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, answering unparsable requests with problem+json."""
+    """uvicorn's h11 protocol, answering unparsable requests with problem+json, and slow ones with 408.
+
+    It reads one request at a time (h11 parses the next only once the answer before it is written),
+    so a request timer runs only while a request is partly read; a connection that never sends a
+    request is closed after the keep-alive timeout, as between requests.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._status_hint = 400
         self._reason = ""
+        self.timeout_request = request_timeout_of(self.config)
+        self._reading_since: float | None = None
+        self._request_timer: asyncio.TimerHandle | None = None
         parse = self.conn.next_event
 
         def next_event() -> Any:
@@ -74,6 +113,8 @@ class ProblemH11Protocol(H11Protocol):
                 event = parse()
                 if isinstance(event, h11.Request):
                     _check_request(event)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._reading_since = None
                 return event
             except h11.RemoteProtocolError as exc:
                 self._status_hint = exc.error_status_hint
@@ -108,6 +149,52 @@ class ProblemH11Protocol(H11Protocol):
                 break
         self.transport.close()
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._reading_since is None and self._reading() and not self.transport.is_closing():
+            self._reading_since = self.loop.time()
+            if self._request_timer is None:
+                self._request_timer = self.loop.call_later(self.timeout_request, self._request_timer_expired)
+
+    def _reading(self) -> bool:
+        """Whether a request is partly read: its body is, or the start of its headers is buffered."""
+        their_state = self.conn.their_state
+        return their_state is h11.SEND_BODY or (their_state is h11.IDLE and bool(self.conn.trailing_data[0]))
+
+    def _request_timer_expired(self) -> None:
+        self._request_timer = None
+        if self._reading_since is None or self.transport.is_closing():
+            return
+        remaining = self._reading_since + self.timeout_request - self.loop.time()
+        if remaining > 0:  # a later request than the one the timer was started for
+            self._request_timer = self.loop.call_later(remaining, self._request_timer_expired)
+            return
+        self._reading_since = None
+        _log.warning("a request was not complete %g s after its first byte: answered 408", self.timeout_request)
+        cycle = self.cycle
+        answered = False
+        if cycle is not None and self.conn.their_state is h11.SEND_BODY:  # the cycle is this request's
+            answered = cycle.response_started
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not answered:
+            self.transport.write(_request_timeout_answer(self.timeout_request))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+        super().connection_lost(exc)
+
+
+def _request_timeout_answer(seconds: float) -> bytes:
+    return _problem_response(408, f"the request was not complete within {seconds:g} seconds of its first byte")
+
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools (llhttp) protocol with the same answers as :class:`ProblemH11Protocol`.
@@ -120,15 +207,59 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._direct = direct_routes(self.app) if self.limit_concurrency is None else {}
-        self._idle_since: float | None = None
+        self.timeout_request = request_timeout_of(self.config)
+        self._idle_since = 0.0  # when the last answer was written (or the connection made)
+        self._reading_since: float | None = None  # set from a request's first byte until it is whole
+        self._cycle_before: Any = None  # the cycle before the request being read
+        self._timer_due = _NEVER  # when timeout_keep_alive_task fires
         self._refusal: bytes | None = None  # the answer to a request refused behind others still being answered
         self._refused_for: tuple[int, str] | None = None  # status and detail of a refusal raised in a parser callback
 
-    # Keep-alive: uvicorn arms a timer after every answer and cancels it on the next request's
-    # first bytes (a TimerHandle and a heap push per request). Here one timer lives per connection
-    # and, when it fires, closes the connection only if it has been idle for the whole timeout.
+    # Timeouts: uvicorn arms a keep-alive timer after every answer and cancels it on the next request's
+    # first bytes (a TimerHandle and a heap push per request), and has no limit on reading a request.
+    # Here one timer lives per connection (timeout_keep_alive_task, due at _timer_due). A request only
+    # stores when its reading began, an answer when it was written; when the timer fires it looks at
+    # the connection's state: a request being read longer than timeout_request is answered 408, a
+    # connection idle (nothing read, the last request answered) longer than timeout_keep_alive is
+    # closed, and one that owes answers is left alone (its last answer re-arms the timer).
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._idle_since = now = self.loop.time()  # a connection that never sends a request is idle too
+        self._wake_by(now + self.timeout_keep_alive)
+
     def _unset_keepalive_if_required(self) -> None:
-        self._idle_since = None
+        """uvicorn calls this on every read: the timer stays, and a request's first byte ends the idle time."""
+
+    def _wake_by(self, deadline: float) -> None:
+        if self._timer_due > deadline:
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+            self._timer_due = deadline
+            self.timeout_keep_alive_task = self.loop.call_at(deadline, self._timer_expired)
+
+    def _timer_expired(self) -> None:
+        self.timeout_keep_alive_task = None
+        self._timer_due = _NEVER
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self._reading_since is not None:
+            deadline = self._reading_since + self.timeout_request
+            if deadline <= now:
+                self._request_timed_out()
+                return
+        elif self.cycle is None or self.cycle.response_complete:
+            deadline = self._idle_since + self.timeout_keep_alive
+            if deadline <= now:
+                self.transport.close()
+                return
+        else:
+            return  # answers are owed: the time they take is not the client's; the last one re-arms the timer
+        self._wake_by(deadline)
+
+    def _idle_from_now(self) -> None:
+        self._idle_since = now = self.loop.time()
+        self._wake_by(now + self.timeout_keep_alive)
 
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
@@ -138,27 +269,21 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(self._refusal)
             self.transport.close()
             return
-        self._idle_since = None
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
         else:
-            self._idle_since = self.loop.time()
-            if self.timeout_keep_alive_task is None:
-                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_expired)
-
-    def _keep_alive_expired(self) -> None:
-        self.timeout_keep_alive_task = None
-        if self._idle_since is None or self.transport.is_closing():
-            return  # a request is under way: its answer starts the next wait
-        remaining = self._idle_since + self.timeout_keep_alive - self.loop.time()
-        if remaining > 0:
-            self.timeout_keep_alive_task = self.loop.call_later(remaining, self._keep_alive_expired)
-        else:
-            self.transport.close()
+            self._idle_since = now = self.loop.time()  # as _idle_from_now, inlined on every answer's path
+            if self._timer_due > now + self.timeout_keep_alive:
+                self._wake_by(now + self.timeout_keep_alive)
 
     def on_message_begin(self) -> None:
+        now = self.loop.time()
+        self._reading_since = now
+        self._cycle_before = self.cycle  # until its headers are complete, the request has no cycle of its own
+        if self._timer_due > now + self.timeout_request:  # the timer is due later than this request's end, or off
+            self._wake_by(now + self.timeout_request)
         # uvicorn's per-request state without its ASGI scope: a direct route needs none (see _asgi_scope).
         self.url = b""
         self.expect_100_continue = False
@@ -227,6 +352,12 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if self._refusal is not None and cycle.more_body:  # the request that timed out, pipelined: its turn
+            self.transport.write(self._refusal)
+            self.transport.close()
+            if isinstance(cycle, _DirectCycle):
+                cycle.lost()
+            return
         if isinstance(cycle, _DirectCycle):
             # Called from the answer before it: the turn is taken on the loop's next pass. Taken at once, a
             # pipeline of requests answered as they start (refusals) nested a call per request in the first
@@ -244,9 +375,13 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if isinstance(self.cycle, _DirectCycle):
-            self.cycle.complete()
+        self._reading_since = None
+        cycle = self.cycle
+        if isinstance(cycle, _DirectCycle):
+            cycle.complete()
         else:
+            if cycle is not None and cycle.response_complete:
+                self._idle_from_now()  # answered before its body was read: nothing is owed
             super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -255,7 +390,39 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()
             self.timeout_keep_alive_task = None
+        self._timer_due = _NEVER
         super().connection_lost(exc)
+
+    def _request_timed_out(self) -> None:
+        """The request being read was not whole ``timeout_request`` seconds after its first byte: 408, then close.
+
+        Its ASGI task, waiting for the body, sees ``http.disconnect``; a direct route counts it as broken off.
+        Answers still owed to the requests before it come first (RFC 9112 §9.3.2), and nothing more is read.
+        """
+        self._reading_since = None
+        self.parser = _UNREAD  # type: ignore[assignment]
+        _log.warning("a request was not complete %g s after its first byte: answered 408", self.timeout_request)
+        refusal = _request_timeout_answer(self.timeout_request)
+        cycle = self.cycle
+        if cycle is self._cycle_before:  # its headers are not complete: it has no cycle yet
+            if cycle is not None and not cycle.response_complete:
+                self._refusal = refusal  # written after the answer to ``cycle`` (on_response_complete)
+                return
+            self.transport.write(refusal)
+            self.transport.close()
+            return
+        if self.pipeline and self.pipeline[0][0] is cycle:
+            self._refusal = refusal  # written in its turn, after the answers before it (_start_asgi_task)
+            return
+        answered = cycle.response_complete or getattr(cycle, "response_started", False)
+        if isinstance(cycle, _DirectCycle):
+            cycle.lost()
+        else:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not answered:
+            self.transport.write(refusal)
+        self.transport.close()
 
     def _headers_too_large(self) -> None:
         self._refuse(
@@ -270,6 +437,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         status, detail = self._refused_for or (400, _MALFORMED)
         refusal = _problem_response(status, detail)
+        self._reading_since = None  # refused: no longer read, so never timed out
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.more_body:
             # The requests before this one are whole and still being answered: RFC 9112 §9.3.2 keeps the
@@ -457,12 +625,16 @@ class _DirectCycle:
 
     def complete(self) -> None:
         self.more_body = False
-        if self.reading and not self.response_complete:
+        if self.response_complete:
+            self.protocol._idle_from_now()  # answered before its body was read: nothing is owed
+        elif self.reading:
             self._handle()
 
     def lost(self) -> None:
-        if self.more_body and not self.response_complete:
+        """The connection is gone, or is closed unread: nothing more is read or written for this request."""
+        if self.more_body and not self.response_complete and not self.disconnected:
             self.route.broken_off()
+        self.disconnected = True
 
     def _handle(self) -> None:
         chunks = self.chunks
@@ -648,10 +820,16 @@ def stop_callbacks(app: Any) -> list[Callable[[], None]]:
     return list(getattr(getattr(app, "state", None), "on_stop", None) or ())
 
 
-def server(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> Server:
-    """A server for ``app`` with our protocol, access log and stop hooks."""
-    config = uvicorn.Config(
+def server(
+    app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30, request_timeout: float = REQUEST_TIMEOUT
+) -> Server:
+    """A server for ``app`` with our protocol, access log and stop hooks.
+
+    A request must arrive whole within ``request_timeout`` seconds of its first byte (else 408).
+    """
+    config = Config(
         AccessLog(app),
+        timeout_request=request_timeout,
         host=host,
         port=port,
         http=protocol(),
@@ -686,9 +864,11 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> None:
+def serve(
+    app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30, request_timeout: float = REQUEST_TIMEOUT
+) -> None:
     """Run ``app`` until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds`` to finish."""
-    server(app, host, port, graceful_seconds=graceful_seconds).run()
+    server(app, host, port, graceful_seconds=graceful_seconds, request_timeout=request_timeout).run()
 
 
 async def serve_together(servers: list[Server]) -> bool:
