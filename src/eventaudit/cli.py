@@ -155,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body", type=argtypes.positive, default=1024 * 1024, help="largest request body in bytes (default 1 MiB)"
     )
     audit.add_argument(
+        "--request-timeout",
+        type=argtypes.seconds,
+        default="30",
+        metavar="SECONDS",
+        help="seconds a request (headers and body) may take to arrive, from its first byte; then it is "
+        "answered 408 and the connection closed (default 30)",
+    )
+    audit.add_argument(
         "--allowed-origin",
         action="append",
         default=[],
@@ -317,6 +325,7 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         read_tokens=tokens,
         ingest_token=args.ingest_token,
         max_body=args.max_body,
+        request_timeout=args.request_timeout,
         allowed_origins=tuple(args.allowed_origin) or ("*",),
         allowed_rate=args.allowed_rate,
         commit_window=args.commit_window_ms,
@@ -354,7 +363,7 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     except SettingsError as exc:
         print(f"eventaudit audit: {exc}", file=sys.stderr)
         return 2
-    httpserver.serve(app, settings.host, settings.port)
+    httpserver.serve(app, settings.host, settings.port, request_timeout=settings.request_timeout)
     return 0
 
 
@@ -488,8 +497,8 @@ Ctrl-C stops everything.""",
         flush=True,
     )
     servers = [
-        httpserver.server(audit, args.host, args.audit_port),
-        httpserver.server(users, args.host, args.users_port),
+        httpserver.server(audit, args.host, args.audit_port, request_timeout=audit_settings.request_timeout),
+        httpserver.server(users, args.host, args.users_port, request_timeout=users_settings.request_timeout),
     ]
     signal.signal(signal.SIGTERM, _stopped)  # SIGTERM stops everything gracefully, the broker included
     return 0 if httpserver.run_loop(httpserver.serve_together(servers)) else 1

@@ -20,6 +20,8 @@ class AuditSettings:
     read_tokens: tuple[str, ...] = ()
     ingest_token: str | None = None
     max_body: int = 1024 * 1024
+    #: Seconds a request may take to arrive whole, from its first byte, before it is answered 408.
+    request_timeout: float = 30.0
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_rate: int | None = None
     commit_window: float = 0.0
@@ -47,6 +49,8 @@ class AuditSettings:
             raise SettingsError(f"--port must be between 1 and 65535, not {self.port}")
         if self.max_body < 1:
             raise SettingsError("--max-body must be at least 1 byte")
+        if not 0 < self.request_timeout <= 86400:
+            raise SettingsError("--request-timeout must be more than 0 and at most 86400 seconds")
         if not 0 <= self.commit_window <= 1:
             raise SettingsError("--commit-window-ms must be between 0 and 1000")
         if not 0 < self.lock_timeout <= 600:

@@ -39,6 +39,14 @@ def add_users_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-body", type=argtypes.positive, default=64 * 1024, help="largest request body in bytes (default 64 KiB)"
     )
+    parser.add_argument(
+        "--request-timeout",
+        type=argtypes.seconds,
+        default="30",
+        metavar="SECONDS",
+        help="seconds a request (headers and body) may take to arrive, from its first byte; then it is "
+        "answered 408 and the connection closed (default 30)",
+    )
     parser.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
     parser.set_defaults(run=run_users)
     return parser
@@ -140,7 +148,13 @@ def settings_of(args: argparse.Namespace) -> UsersSettings:
     """The settings the parsed flags describe."""
     extra: dict[str, Any] = {}
     if hasattr(args, "host"):
-        extra.update(host=args.host, port=args.port, max_body=args.max_body, relay=not args.no_relay)
+        extra.update(
+            host=args.host,
+            port=args.port,
+            max_body=args.max_body,
+            request_timeout=args.request_timeout,
+            relay=not args.no_relay,
+        )
     return UsersSettings(
         db=args.db,
         sink=args.sink,
@@ -180,7 +194,7 @@ def run_users(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     signal.signal(signal.SIGTERM, _stopped)
     from eventaudit.users.app import create_app
 
-    httpserver.serve(create_app(settings), settings.host, settings.port)
+    httpserver.serve(create_app(settings), settings.host, settings.port, request_timeout=settings.request_timeout)
     return 0
 
 

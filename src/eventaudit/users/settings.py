@@ -42,6 +42,8 @@ class UsersSettings:
     migrate: bool = True
     # Limits of the API.
     max_body: int = 64 * 1024
+    #: Seconds a request may take to arrive whole, from its first byte, before it is answered 408.
+    request_timeout: float = 30.0
     max_name_length: int = 200
     max_password_length: int = 1024
     #: Seconds a write waits for a lock another transaction holds before the request is answered 503.
@@ -91,6 +93,8 @@ class UsersSettings:
                 raise SettingsError(
                     f"{'relay-batch' if name == 'batch' else name.replace('_', '-')} must be at least 1"
                 )
+        if not 0 < self.request_timeout <= 86400:
+            raise SettingsError("--request-timeout must be more than 0 and at most 86400 seconds")
         if self.relay_concurrency < 1:
             raise SettingsError("the relay concurrency must be at least 1")
         if not 0 < self.lock_timeout <= 600:
