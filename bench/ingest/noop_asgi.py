@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from eventaudit import httpserver
+from eventaudit.httptoolsprotocol import protocol
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -30,7 +30,7 @@ if __name__ == "__main__":
         app,
         host="127.0.0.1",
         port=int(sys.argv[1]),
-        http=httpserver.protocol(),
+        http=protocol(),
         log_config=None,
         access_log=False,
         lifespan="off",

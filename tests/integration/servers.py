@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from eventaudit.httpserver import AccessLog, Server, protocol, stop_callbacks
+from eventaudit.accesslog import AccessLog
+from eventaudit.httpserver import Server, stop_callbacks
+from eventaudit.httptoolsprotocol import protocol
 
 
 def free_port() -> int:

@@ -31,7 +31,9 @@ from eventaudit.audit.app import create_app
 from eventaudit.audit.settings import AuditSettings
 from eventaudit.audit.settings import SettingsError as AuditSettingsError
 from eventaudit.cli import main
-from eventaudit.httpserver import Answer, ProblemH11Protocol, ProblemHttpToolsProtocol, RawHeaders
+from eventaudit.directroute import Answer, RawHeaders
+from eventaudit.httpprotocol import ProblemH11Protocol
+from eventaudit.httptoolsprotocol import ProblemHttpToolsProtocol
 from eventaudit.users.settings import SettingsError as UsersSettingsError
 from eventaudit.users.settings import UsersSettings
 from tests.e2e.running import CLIProcess

@@ -14,9 +14,9 @@ from eventaudit.audit import auth
 from eventaudit.audit.metrics import AuditMetrics
 from eventaudit.audit.service import GroupCommitter, ShuttingDownError, Stored, StoreUnavailableError
 from eventaudit.audit.settings import AuditSettings
+from eventaudit.directroute import Answer
 from eventaudit.events import CloudEvent, CloudEventError, EventTooLargeError, UnsupportedFormatError
 from eventaudit.events.bindings import http as http_binding
-from eventaudit.httpserver import Answer
 from eventaudit.problems import ProblemError
 
 _encoder = msgspec.json.Encoder()
@@ -126,7 +126,7 @@ class IngestEndpoint:
 
 
 class DirectIngest:
-    """``POST /`` as the HTTP protocol's direct route (:class:`httpserver.DirectRoute`): no ASGI per request.
+    """``POST /`` as the HTTP protocol's direct route (:class:`directroute.DirectRoute`): no ASGI per request.
 
     The protocol hands over the headers and the body; the answer is written from the commit's
     callback on the event loop, without a task or a future.

@@ -21,11 +21,12 @@ import pytest
 import uvicorn
 
 from eventaudit import httpserver
+from eventaudit.accesslog import AccessLog
 from eventaudit.audit.app import create_app
 from eventaudit.audit.settings import AuditSettings, SettingsError
 from eventaudit.events import CloudEvent
 from eventaudit.events.formats import json as json_format
-from eventaudit.httpserver import AccessLog, ProblemH11Protocol
+from eventaudit.httpprotocol import ProblemH11Protocol
 from tests.integration.audit.conftest import (
     READ_TOKEN,
     SECOND_READ_TOKEN,

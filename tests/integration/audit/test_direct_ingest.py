@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 import uvicorn
 
+from eventaudit.accesslog import AccessLog
+from eventaudit.directroute import Answer, RawHeaders
 from eventaudit.events import CloudEvent
 from eventaudit.events.formats import json as json_format
-from eventaudit.httpserver import AccessLog, Answer, RawHeaders, Server, protocol
+from eventaudit.httpserver import Server
+from eventaudit.httptoolsprotocol import protocol
 from tests.integration.audit.conftest import AuditServer, unique_source, wait_until
 from tests.integration.servers import free_port
 

@@ -1,0 +1,199 @@
+"""Direct routes: an app's hot path (``app.state.direct_routes``, see :class:`DirectRoute`) is
+answered by the HTTP protocol itself, without an ASGI scope, task or middleware per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from eventaudit.accesslog import AccessLog, _access, _log_access, _request_id
+
+with contextlib.suppress(ImportError):  # httptools is a dependency; without it no protocol has direct routes
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+if TYPE_CHECKING:
+    from eventaudit.httptoolsprotocol import ProblemHttpToolsProtocol
+
+_log = logging.getLogger("eventaudit.httpserver")  # not __name__: its log lines keep their logger name
+
+
+class Answer(NamedTuple):
+    """A direct route's complete answer; ``headers`` are lower-case names and values, besides the ones given here."""
+
+    status: int
+    content_type: bytes
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class DirectRoute(Protocol):
+    """A hot path the HTTP protocol answers itself: no ASGI scope, task or middleware per request.
+
+    An app lists its direct routes in ``app.state.direct_routes``, keyed by method and request
+    target as sent (``{(b"POST", b"/"): route}``); any other request, the same path with a query
+    string included, goes to the app as usual, so the app must answer those paths too. The
+    protocol reads the body (never more than ``max_body`` bytes), then writes the answer with an
+    ``X-Request-ID`` and logs it as :class:`AccessLog` does. Only the httptools protocol has them.
+    """
+
+    max_body: int
+
+    def begin(self, headers: RawHeaders) -> Answer | None:
+        """An answer refusing the request on its headers alone (names lower-case), or ``None`` to read the body."""
+
+    def too_large(self, size: int) -> Answer:
+        """The answer once the body is over ``max_body`` (``size`` bytes so far); the rest is not kept."""
+
+    def broken_off(self) -> None:
+        """The connection closed before the body was complete; nobody is waiting for an answer."""
+
+    def handle(self, headers: RawHeaders, body: bytes, reply: Callable[[Answer], None]) -> None:
+        """Answer the request by calling ``reply`` once, now or later, on the event loop's thread."""
+
+
+def direct_routes(app: Any) -> dict[tuple[bytes, bytes], DirectRoute]:
+    """The ``state.direct_routes`` of ``app``, seen through :class:`AccessLog` and uvicorn's proxy headers.
+
+    Behind any other ASGI middleware there are none: what a wrapper wants to see (a test's fault
+    injection, say) goes through ASGI.
+    """
+    while isinstance(app, (AccessLog, ProxyHeadersMiddleware)):
+        app = app.app
+    return dict(getattr(getattr(app, "state", None), "direct_routes", None) or {})
+
+
+_INTERNAL_ERROR = Answer(
+    500,
+    b"application/problem+json",
+    json.dumps(
+        {
+            "type": "urn:eventaudit:problem:internal",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": "the server failed to answer this request; it has been logged",
+        }
+    ).encode(),
+)
+
+
+class _NobodyWaits:
+    def set(self) -> None:
+        """uvicorn wakes a cycle's reader on a lost connection; a direct cycle has none."""
+
+
+class _DirectCycle:
+    """One request of a direct route, where uvicorn keeps its ``RequestResponseCycle`` (same flags)."""
+
+    message_event = _NobodyWaits()
+
+    def __init__(self, protocol: ProblemHttpToolsProtocol, route: DirectRoute, method: bytes, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.route = route
+        self.method = method
+        self.target: bytes = protocol.url
+        self.headers: RawHeaders = protocol.headers
+        self.expect_100_continue = protocol.expect_100_continue  # the protocol's is the latest request's by its turn
+        self.keep_alive = keep_alive
+        self.started = time.perf_counter()
+        self.response_complete = False
+        self.disconnected = False
+        self.reading = False  # its turn came and its headers were let in: the body is wanted
+        self.more_body = True
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def start(self) -> None:
+        """Its turn (at once, or once the pipelined requests before it were answered)."""
+        try:
+            refusal = self.route.begin(self.headers)
+        except Exception:
+            _log.exception("a direct route failed")
+            refusal = _INTERNAL_ERROR
+        if refusal is not None:
+            self.reply(refusal)
+            return
+        if self.expect_100_continue and not self.protocol.transport.is_closing():
+            self.protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.reading = True
+        if self.size > self.route.max_body:
+            self.reply(self.route.too_large(self.size))
+        elif not self.more_body:
+            self._handle()
+
+    def take_turn(self) -> None:
+        """:meth:`start`, once the answers before it were written, unless the connection is gone since."""
+        if not self.disconnected and not self.protocol.transport.is_closing():
+            self.start()
+
+    def feed(self, chunk: bytes) -> None:
+        if self.response_complete:
+            return
+        self.size += len(chunk)
+        if self.reading and self.size > self.route.max_body:
+            self.chunks = []
+            self.reply(self.route.too_large(self.size))
+        else:
+            self.chunks.append(chunk)
+
+    def complete(self) -> None:
+        self.more_body = False
+        if self.response_complete:
+            self.protocol._idle_from_now()  # answered before its body was read: nothing is owed
+        elif self.reading:
+            self._handle()
+
+    def lost(self) -> None:
+        """The connection is gone, or is closed unread: nothing more is read or written for this request."""
+        if self.more_body and not self.response_complete and not self.disconnected:
+            self.route.broken_off()
+        self.disconnected = True
+
+    def _handle(self) -> None:
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        try:
+            self.route.handle(self.headers, body, self.reply)
+        except Exception:
+            _log.exception("a direct route failed")
+            self.reply(_INTERNAL_ERROR)
+
+    def reply(self, answer: Answer) -> None:
+        if self.response_complete:
+            return
+        self.response_complete = True
+        if self.more_body and self.expect_100_continue and not self.reading:
+            # Refused on its headers, with no 100 sent: the client may never send the body, and its next
+            # request must not be read as that body (RFC 9110 §10.1.1, RFC 9112 §9.6). Close after the answer.
+            self.keep_alive = False
+        request_id = _request_id(self.headers)
+        protocol = self.protocol
+        if not self.disconnected:
+            head = [STATUS_LINE[answer.status]]
+            for name, value in protocol.server_state.default_headers:
+                head += (name, b": ", value, b"\r\n")
+            head += (b"content-type: ", answer.content_type, b"\r\ncontent-length: %d\r\n" % len(answer.body))
+            for name, value in answer.headers:
+                head += (name, b": ", value, b"\r\n")
+            head += (b"x-request-id: ", request_id.encode(), b"\r\n")
+            if not self.keep_alive:
+                head.append(b"connection: close\r\n")
+            head += (b"\r\n", answer.body)
+            protocol.transport.write(b"".join(head))
+            if not self.keep_alive:
+                protocol.transport.close()
+            protocol.on_response_complete()
+        if _access.isEnabledFor(logging.INFO):
+            _log_access(
+                self.method.decode("ascii"), self.target.decode("latin-1"), answer.status, self.started, request_id
+            )
