@@ -68,3 +68,15 @@ def add_kafka_option(parser: argparse.ArgumentParser) -> None:
         help="a librdkafka setting passed to the Kafka clients, e.g. security.protocol=SASL_SSL, "
         "sasl.mechanism=SCRAM-SHA-256, sasl.username=…, sasl.password=…, ssl.ca.location=…; repeatable",
     )
+
+
+def add_request_timeout(parser: argparse.ArgumentParser) -> None:
+    """``--request-timeout SECONDS``, the same on every command that serves HTTP."""
+    parser.add_argument(
+        "--request-timeout",
+        type=seconds,
+        default="30",
+        metavar="SECONDS",
+        help="seconds a request (headers and body) may take to arrive, from its first byte; then it is "
+        "answered 408 and the connection closed (default 30)",
+    )

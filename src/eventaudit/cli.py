@@ -154,14 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--max-body", type=argtypes.positive, default=1024 * 1024, help="largest request body in bytes (default 1 MiB)"
     )
-    audit.add_argument(
-        "--request-timeout",
-        type=argtypes.seconds,
-        default="30",
-        metavar="SECONDS",
-        help="seconds a request (headers and body) may take to arrive, from its first byte; then it is "
-        "answered 408 and the connection closed (default 30)",
-    )
+    argtypes.add_request_timeout(audit)
     audit.add_argument(
         "--allowed-origin",
         action="append",

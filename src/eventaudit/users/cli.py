@@ -39,14 +39,7 @@ def add_users_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-body", type=argtypes.positive, default=64 * 1024, help="largest request body in bytes (default 64 KiB)"
     )
-    parser.add_argument(
-        "--request-timeout",
-        type=argtypes.seconds,
-        default="30",
-        metavar="SECONDS",
-        help="seconds a request (headers and body) may take to arrive, from its first byte; then it is "
-        "answered 408 and the connection closed (default 30)",
-    )
+    argtypes.add_request_timeout(parser)
     parser.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
     parser.set_defaults(run=run_users)
     return parser
