@@ -167,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--commit-window-ms",
         type=argtypes.milliseconds,
-        default="0",  # a string, so argparse runs it through argtypes.milliseconds too
-        help="extra time a commit waits for more events once it has some (default 0: a commit takes "
-        "whatever arrived while the one before it was being written)",
+        default="0.5",  # a string, so argparse runs it through argtypes.milliseconds too
+        help="time a commit waits for more events once it has one (default 0.5; 0: a commit takes only "
+        "what arrived while the one before it was being written). Each answer waits up to this much "
+        "longer; fewer, larger commits cost less CPU per event",
     )
     audit.add_argument(
         "--kafka-bootstrap",

@@ -444,7 +444,7 @@ def test_a_rejected_event_exits_1_and_is_not_stored(service: AuditService, flags
 
 
 def test_the_default_commit_window_answers_at_once(service: AuditService) -> None:
-    """--commit-window-ms defaults to 0: a lone request is not held back waiting for company."""
+    """--commit-window-ms defaults to half a millisecond: a lone request is not held back waiting for company."""
     elapsed = []
     for _ in range(3):
         started = time.monotonic()
