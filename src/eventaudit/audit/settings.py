@@ -25,7 +25,7 @@ class AuditSettings:
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_rate: int | None = None
     #: Seconds a commit waits for more events once it has one (see GroupCommitter); measured in
-    #: docs/benchmarks.md: half a millisecond takes 13-15% off the CPU per single event at 32 connections.
+    #: docs/benchmarks.md: half a millisecond takes 13-19% off the CPU per single event at 32 connections.
     commit_window: float = 0.0005
     #: Seconds a commit waits for a lock another process holds on the database before the
     #: request is answered 503 (less than an HTTP sender's timeout, so it sees the 503).
