@@ -168,9 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--commit-window-ms",
         type=argtypes.milliseconds,
         default="0.5",  # a string, so argparse runs it through argtypes.milliseconds too
-        help="time a commit waits for more events once it has one (default 0.5; 0: a commit takes only "
-        "what arrived while the one before it was being written). Each answer waits up to this much "
-        "longer; fewer, larger commits cost less CPU per event",
+        help="longest a commit waits, once it has a request, for as many as the round before had (those "
+        "it answered, plus those that came meanwhile); it commits as soon as they are in (default 0.5; "
+        "0: a commit takes only what arrived while the one before it was being written). Fewer, larger "
+        "commits cost less CPU per event; an answer waits at most this much longer",
     )
     audit.add_argument(
         "--kafka-bootstrap",

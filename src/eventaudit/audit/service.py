@@ -1,10 +1,16 @@
 """Ingest with group commit: concurrent requests share one durable transaction.
 
 One writer thread owns the writing connection. Requests put their events on a queue
-and wait; the writer takes everything queued (what arrived while the previous commit was
-being written, and what arrives during ``window``, one sleep), stores it in one transaction with
+and wait; the writer takes everything queued, stores it in one transaction with
 :meth:`AuditStore.append`, and answers every request only after that commit returned.
 A request's events are never split across commits, so a batch is all-or-nothing.
+
+The window: before a commit, the writer waits up to ``window`` for the requests it expects,
+as many as took part in the round before (those it just answered, which may come back, plus
+those that arrived while it was committing), and commits as soon as they are all in. Clients
+that keep a request open at all times (a pool of connections, a load test) then share one
+commit without leaving the CPU idle until the window ends; a lone request, when the last
+round had one, is committed at once.
 """
 
 from __future__ import annotations
@@ -79,6 +85,11 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._closed = False
         self._closing = threading.Lock()  # nothing is queued after the stop mark
+        # The window (see the module's doc): the writer waits on `_all_in` while `_awaited` > 0;
+        # a submit that brings the queue to `_awaited` requests sets it.
+        self._expected = 1  # before any round: none expected besides the first
+        self._awaited = 0
+        self._all_in = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
@@ -120,6 +131,9 @@ class GroupCommitter:
             if self._closed:
                 raise ShuttingDownError("the audit service is shutting down")
             self._queue.put(_Pending(events, transport, done))
+            if self._awaited and self._queue.qsize() >= self._awaited:
+                self._awaited = 0
+                self._all_in.set()
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop the writer thread."""
@@ -128,6 +142,7 @@ class GroupCommitter:
                 return
             self._closed = True
             self._queue.put(_STOP)
+            self._all_in.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         else:  # never started: nobody will store what is queued
@@ -152,9 +167,7 @@ class GroupCommitter:
             group = [first]
             count = len(first.events)
             if self._window > 0:
-                # One sleep, then take what arrived: waiting on the queue instead woke this thread (a
-                # context switch and a GIL hand-over) for every request of the window.
-                time.sleep(self._window)
+                self._gather()
             while count < self._max_events:
                 try:
                     item = self._queue.get_nowait()
@@ -169,10 +182,27 @@ class GroupCommitter:
             self._metrics.queue_depth.set(self._queue.qsize())
             self._commit(group)
 
+    def _gather(self) -> None:
+        """Wait up to the window until the queue, with the request taken, holds the round's expected requests.
+
+        One wake-up per commit: the submit that completes the round sets the event. (Waiting on the
+        queue itself woke this thread, a context switch and a GIL hand-over, for every request.)
+        """
+        awaited = self._expected - 1  # besides the one taken
+        if self._queue.qsize() >= awaited:
+            return
+        self._all_in.clear()
+        self._awaited = awaited
+        if self._queue.qsize() < awaited:  # a submit between the check above and `_awaited` saw 0
+            self._all_in.wait(self._window)
+        self._awaited = 0
+
     def _commit(self, group: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
             results = self._store.append([pending.events for pending in group])
+            # Next round: these requests' clients may come back, and what arrived meanwhile is queued.
+            self._expected = len(group) + self._queue.qsize()
         except SQLAlchemyError as exc:
             _log.error("commit of %d requests failed: %s", len(group), exc.__class__.__name__, exc_info=exc)
             for pending in group:

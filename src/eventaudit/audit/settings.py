@@ -24,7 +24,7 @@ class AuditSettings:
     request_timeout: float = 30.0
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_rate: int | None = None
-    #: Seconds a commit waits for more events once it has one (see GroupCommitter); measured in
+    #: Longest a commit waits for the requests it expects (see GroupCommitter); measured in
     #: docs/benchmarks.md: half a millisecond takes 13-19% off the CPU per single event at 32 connections.
     commit_window: float = 0.0005
     #: Seconds a commit waits for a lock another process holds on the database before the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
@@ -217,12 +218,14 @@ class _RefusesPoison(AuditStore):
 
 def test_one_requests_bad_event_does_not_fail_the_others_in_its_group(store: AuditStore, metrics: AuditMetrics) -> None:
     picky = _RefusesPoison(store.writer, store.reader)
-    committer = GroupCommitter(picky, metrics, window=0.05)  # a wide window: all three share one group
-    committer.start()
+    committer = GroupCommitter(picky, metrics)
     good, poison, other = [event()], [CloudEvent.create(type="poison", source="/s")], [event()]
 
     async def submit_all() -> list[Stored | BaseException]:
-        return await asyncio.gather(*(committer.submit(b) for b in (good, poison, other)), return_exceptions=True)
+        waiting = [asyncio.ensure_future(committer.submit(b)) for b in (good, poison, other)]
+        await asyncio.sleep(0)  # all three are queued before the writer starts: they share one group
+        committer.start()
+        return await asyncio.gather(*waiting, return_exceptions=True)
 
     try:
         first, bad, last = asyncio.run(submit_all())
@@ -239,8 +242,7 @@ def test_one_commit_answers_awaiting_and_callback_requesters_each_with_its_own_o
 ) -> None:
     # submit()'s futures are settled together, in one event-loop callback per commit; a
     # submit_threadsafe() caller (the Kafka consumer) still gets its own done() call.
-    committer = GroupCommitter(store, metrics, window=0.05)  # a wide window: all share one group
-    committer.start()
+    committer = GroupCommitter(store, metrics)
     kafka: list[Stored | BaseException] = []
     kafka_answered = threading.Event()
     batches = [[event()], [event(), event()], [event()]]
@@ -253,6 +255,7 @@ def test_one_commit_answers_awaiting_and_callback_requesters_each_with_its_own_o
         waiting = [asyncio.ensure_future(committer.submit(batch)) for batch in batches]
         await asyncio.sleep(0)  # each task has queued its events
         committer.submit_threadsafe([event(), batches[0][0]], "kafka", done)  # one new, one duplicate
+        committer.start()  # all are queued before the writer starts: they share one group
         return await asyncio.wait_for(asyncio.gather(*waiting), timeout=30)
 
     try:
@@ -266,3 +269,51 @@ def test_one_commit_answers_awaiting_and_callback_requesters_each_with_its_own_o
     assert sample(metrics, "eventaudit_ingested_events_total", transport="http") == 4
     assert sample(metrics, "eventaudit_ingested_events_total", transport="kafka") == 1
     assert sample(metrics, "eventaudit_duplicate_events_total", transport="kafka") == 1
+
+
+def _rounds(committer: GroupCommitter, first: int, *rounds: int) -> list[float]:
+    """``first`` single events queued before the writer starts (one group), then rounds of ``rounds[i]``,
+    one after the other: one event, and the rest 0.1 s later, once the writer is waiting for them.
+    Returns the seconds each of those rounds took."""
+
+    async def run() -> list[float]:
+        queued = [asyncio.ensure_future(committer.submit([event()])) for _ in range(first)]
+        await asyncio.sleep(0)
+        committer.start()
+        await asyncio.wait_for(asyncio.gather(*queued), timeout=20)
+        took = []
+        for size in rounds:
+            started = time.perf_counter()
+            leader = asyncio.ensure_future(committer.submit([event()]))
+            await asyncio.sleep(0.1)
+            rest = [committer.submit([event()]) for _ in range(size - 1)]
+            await asyncio.wait_for(asyncio.gather(leader, *rest), timeout=20)
+            took.append(time.perf_counter() - started)
+        return took
+
+    try:
+        return asyncio.run(run())
+    finally:
+        committer.close()
+
+
+def test_the_window_ends_as_soon_as_the_requests_of_the_last_round_are_back(
+    store: AuditStore, metrics: AuditMetrics
+) -> None:
+    # A window of 60 s: only its early end answers these rounds within wait_for's 20 s.
+    _rounds(GroupCommitter(store, metrics, window=60), 5, 5, 5)
+    assert sample(metrics, "eventaudit_commit_group_events_count") == 3  # one commit per round of five
+    assert sorted(stored_ids(store)) == list(range(1, 16))
+
+
+def test_before_any_round_a_request_is_committed_without_a_window(store: AuditStore, metrics: AuditMetrics) -> None:
+    _rounds(GroupCommitter(store, metrics, window=60), 0, 1)  # a 60 s window would outlast wait_for
+    assert sorted(stored_ids(store)) == [1]
+
+
+def test_the_window_runs_out_when_fewer_requests_come_back(store: AuditStore, metrics: AuditMetrics) -> None:
+    window = 0.3
+    (took,) = _rounds(GroupCommitter(store, metrics, window=window), 3, 1)
+    assert took >= window  # three expected, one came: it waited the whole window, then was stored
+    assert sample(metrics, "eventaudit_commit_group_events_count") == 2
+    assert sorted(stored_ids(store)) == [1, 2, 3, 4]
