@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body", type=argtypes.positive, default=1024 * 1024, help="largest request body in bytes (default 1 MiB)"
     )
     argtypes.add_request_timeout(audit)
+    argtypes.add_cpu_scheduling(audit)
     audit.add_argument(
         "--allowed-origin",
         action="append",
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kafka-port", type=argtypes.port, default=9092, help="port of the development broker (default 9092)"
     )
     argtypes.add_kafka_option(up)
+    argtypes.add_cpu_scheduling(up)
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(run=_run_up)
 
@@ -358,6 +360,7 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     except SettingsError as exc:
         print(f"eventaudit audit: {exc}", file=sys.stderr)
         return 2
+    httpserver.set_cpu_scheduling(args.cpu_scheduling)
     httpserver.serve(app, settings.host, settings.port, request_timeout=settings.request_timeout)
     return 0
 
@@ -496,6 +499,7 @@ Ctrl-C stops everything.""",
         httpserver.server(users, args.host, args.users_port, request_timeout=users_settings.request_timeout),
     ]
     signal.signal(signal.SIGTERM, _stopped)  # SIGTERM stops everything gracefully, the broker included
+    httpserver.set_cpu_scheduling(args.cpu_scheduling)
     return 0 if httpserver.run_loop(httpserver.serve_together(servers)) else 1
 
 

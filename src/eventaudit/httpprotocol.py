@@ -27,14 +27,13 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eventaudit import problems
+from eventaudit.argtypes import REQUEST_TIMEOUT
 
 _log = logging.getLogger("eventaudit.httpserver")  # not __name__: its log lines keep their logger name
 
 _UNECHOED = re.compile(r":? b['\"]")
 MAX_HEADER_BYTES = 16 * 1024
 """The most a request line and its headers may take together (16 KiB, h11's own limit)."""
-REQUEST_TIMEOUT = 30.0
-"""Seconds a request (line, headers and body) may take to arrive, from its first byte; then 408 and close."""
 
 
 class Config(uvicorn.Config):

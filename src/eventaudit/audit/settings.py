@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from eventaudit import argtypes
+
 
 class SettingsError(ValueError):
     """Settings the service refuses to start with; the message says what to change."""
@@ -21,7 +23,7 @@ class AuditSettings:
     ingest_token: str | None = None
     max_body: int = 1024 * 1024
     #: Seconds a request may take to arrive whole, from its first byte, before it is answered 408.
-    request_timeout: float = 30.0
+    request_timeout: float = argtypes.REQUEST_TIMEOUT
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_rate: int | None = None
     #: Longest a commit waits for the requests it expects (see GroupCommitter); measured in

@@ -40,6 +40,7 @@ def add_users_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--max-body", type=argtypes.positive, default=64 * 1024, help="largest request body in bytes (default 64 KiB)"
     )
     argtypes.add_request_timeout(parser)
+    argtypes.add_cpu_scheduling(parser)
     parser.add_argument("--migrate", action="store_true", help="bring the database schema up to date, then exit")
     parser.set_defaults(run=run_users)
     return parser
@@ -187,6 +188,7 @@ def run_users(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     signal.signal(signal.SIGTERM, _stopped)
     from eventaudit.users.app import create_app
 
+    httpserver.set_cpu_scheduling(args.cpu_scheduling)
     httpserver.serve(create_app(settings), settings.host, settings.port, request_timeout=settings.request_timeout)
     return 0
 
