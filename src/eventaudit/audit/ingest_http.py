@@ -92,7 +92,7 @@ class IngestEndpoint:
         Raises:
             ProblemError: 400, 413 or 415, naming each failure.
         """
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers]
+        headers = http_binding.text_headers(raw_headers)
         try:
             events = http_binding.decode(headers, body, max_size=self.max_body).events
         except CloudEventError as exc:

@@ -20,6 +20,7 @@
  *   event_from_attributes(...) the CloudEvent(...) at the end of the binary-mode decoders
  *   find_header(pairs, name)   bindings/http.py _find
  *   http_attributes(pairs)     the ce- header loop of bindings/http.py _decode_binary
+ *   latin1_pairs(raw)          bindings/http.py text_headers: bytes header pairs to str pairs
  *   kafka_attributes(headers)  bindings/kafka.py _read_headers, when it finds no failure
  *
  * The rules stay in Python: configure() hands over the caches of values the Python code
@@ -1161,6 +1162,57 @@ error:
 }
 
 /*
+ * http.py text_headers: a list of (name, value) 2-tuples of bytes, as an HTTP server hands the
+ * header fields over, to the same list of str pairs, each byte the code point of its number
+ * (ISO-8859-1). None (not sure) for anything else: another iterable, another pair, bytearray.
+ */
+static PyObject *
+latin1_pairs(PyObject *module, PyObject *raw)
+{
+    if (!PyList_CheckExact(raw)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(raw);
+    PyObject *out = PyList_New(n);  /* its items start NULL: a DECREF below frees what was set */
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(raw, i);  /* nothing below runs Python code: raw cannot change */
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            goto unsure;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        PyObject *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
+            goto unsure;
+        }
+        PyObject *text = PyTuple_New(2);
+        if (text == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(out, i, text);
+        PyObject *name_text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), NULL);
+        if (name_text == NULL) {
+            goto error;
+        }
+        PyTuple_SET_ITEM(text, 0, name_text);
+        PyObject *value_text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+        if (value_text == NULL) {
+            goto error;
+        }
+        PyTuple_SET_ITEM(text, 1, value_text);
+    }
+    return out;
+unsure:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/*
  * kafka.py _read_headers, when it finds no failure: names are ASCII str or bytes, values
  * bytes (valid UTF-8), str or None. Then the attributes dict the Python loop builds
  * (content-type under "content-type", ce_x under "x"); otherwise None.
@@ -1551,6 +1603,8 @@ static PyMethodDef methods[] = {
      "find_header(pairs, wanted) -> value | None: the first header named wanted (any case)."},
     {"http_attributes", http_attributes, METH_O,
      "http_attributes(pairs) -> dict | None: the plain ce- headers; None means not sure."},
+    {"latin1_pairs", latin1_pairs, METH_O,
+     "latin1_pairs(raw) -> list | None: bytes header pairs as str pairs (latin-1); None means not sure."},
     {"kafka_attributes", kafka_attributes, METH_O,
      "kafka_attributes(headers) -> dict | None: content-type and ce_ headers; None means not sure."},
     {"post_init", post_init, METH_O, "post_init(ev): CloudEvent.__post_init__, the common case in C."},

@@ -629,6 +629,37 @@ def test_http_headers_of_any_shape_decode_the_same_both_ways(pairs: list[tuple[s
         same_both_ways(lambda h=headers: http.decode(h, b"x"))  # type: ignore[misc]
 
 
+raw_header_bytes = st.one_of(
+    st.binary(max_size=12), http_names.map(str.encode), st.sampled_from([b"", b"\xff\x00", b"\x80"])
+)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(raw_header_bytes, raw_header_bytes), max_size=10))
+def test_latin1_pairs_are_the_python_text_headers(raw: list[tuple[bytes, bytes]]) -> None:
+    # RFC 9110 §5.5: field values are octets; each keeps its number as a code point, none refused.
+    expected = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+    assert c().latin1_pairs(raw) == expected
+    with pure_python():
+        assert http.text_headers(raw) == expected
+    with accelerated():
+        assert http.text_headers(raw) == expected
+        assert http.text_headers(tuple(raw)) == expected  # not a list: C is not sure, Python builds it
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [((b"a", b"b"),), [(b"a",)], [(b"a", b"b", b"c")], [[b"a", b"b"]], [(bytearray(b"a"), b"b")], [(b"a", "b")], {}],
+)
+def test_latin1_pairs_are_not_sure_about_other_shapes(raw: Any) -> None:
+    assert c().latin1_pairs(raw) is None
+
+
+def test_text_headers_turn_bytearrays_too_as_python_does() -> None:
+    with accelerated():
+        assert http.text_headers([(bytearray(b"ce-id"), b"\xe9")]) == [("ce-id", "\xe9")]
+
+
 kafka_names = st.one_of(
     http_names.map(lambda n: n.replace("-", "_") if n.lower().startswith("ce-") else n),
     http_names.map(lambda n: n.replace("-", "_").encode("utf-8") if n.lower().startswith("ce-") else n.encode()),

@@ -111,6 +111,16 @@ def decode_event(headers: Headers, body: bytes, *, max_size: int | None = None) 
     return decoded.events[0]
 
 
+def text_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Header fields as an HTTP server hands them over, ``(name, value)`` bytes, as the str pairs
+    :func:`decode` takes: each byte becomes the code point of its number (ISO-8859-1), so none is
+    lost or refused here (RFC 9110 §5.5: field values are octets; the binding then checks them).
+    """
+    if _speedups is not None and (pairs := _speedups.latin1_pairs(raw)) is not None:
+        return pairs  # the same list, built in C (_accel.py)
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+
+
 def mode_of(content_type: str | None) -> Mode:
     """The content mode a ``Content-Type`` header value selects (§3).
 
