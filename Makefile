@@ -50,7 +50,7 @@ bench: $(STAMP)  ## benchmarks next to their baselines; see docs/benchmarks.md (
 	$(BIN)/python -m bench.kafka
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs uv: pip install uv)
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --universal -o requirements.lock
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info
