@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sys
 from typing import Any, Final, NoReturn
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -280,7 +282,8 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         raise ValueError(detail)  # llhttp stops; uvicorn's data_received calls send_400_response
 
     def send_400_response(self, msg: str) -> None:
-        status, detail = self._refused_for or (400, _MALFORMED)
+        # uvicorn calls this from its `except httptools.HttpParserError` block: the error is llhttp's own.
+        status, detail = self._refused_for or (400, _malformed(sys.exc_info()[1]))
         refusal = _problem_response(status, detail)
         self._reading_since = None  # refused: no longer read, so never timed out
         cycle = self.cycle
@@ -311,6 +314,30 @@ def _refused_transfer_codings(field: bytes) -> tuple[int, str] | None:
 
 
 _MALFORMED = "the HTTP request could not be parsed: malformed request line, headers or body framing"
+_REASON = re.compile(r"[A-Za-z][A-Za-z0-9 ,.'()/-]{0,119}")
+
+
+def _malformed(exc: BaseException | None) -> str:
+    """The detail of a 400 for a request llhttp refused, naming llhttp's reason ("Invalid header value char").
+
+    llhttp's reasons are fixed phrases of its own, never bytes of the request; anything else (a callback's
+    error, a reason of another shape) gets the generic detail.
+    """
+    if type(exc) in _LLHTTP_ERRORS and _REASON.fullmatch(reason := str(exc).strip()):
+        return f"the HTTP request could not be parsed: {reason}"
+    return _MALFORMED
+
+
+_LLHTTP_ERRORS: frozenset[type] = frozenset()
+if httptools is not None:  # the parser's own errors; HttpParserCallbackError wraps an exception of a callback
+    _LLHTTP_ERRORS = frozenset(
+        {
+            httptools.HttpParserError,
+            httptools.HttpParserInvalidMethodError,
+            httptools.HttpParserInvalidStatusError,
+            httptools.HttpParserInvalidURLError,
+        }
+    )
 
 
 def _closing_when_answered_before_the_body(cycle: Any, app: ASGIApp) -> ASGIApp:

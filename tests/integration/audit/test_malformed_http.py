@@ -15,9 +15,11 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import httptools
 import httpx
 import pytest
 
+from eventaudit import httptoolsprotocol
 from eventaudit.events import CloudEvent
 from eventaudit.events.formats import json as json_format
 from tests.integration.audit.conftest import PROBLEM, READ_TOKEN, AuditServer, assert_problem, wait_until
@@ -314,6 +316,19 @@ RAW: dict[str, tuple[bytes, int]] = {
 }
 
 
+# The parser's own reason, in the detail (llhttp's fixed phrases; never bytes of the request).
+LLHTTP_REASONS = {
+    "bare-cr-in-header-value": "Missing expected LF after header value",
+    "nul-in-header-value": "Invalid header value char",
+    "space-in-header-name": "Invalid header token",
+    "request-line-garbage": "Invalid method encountered",
+    "target-not-ascii": "Invalid char in url path",
+    "content-length-twice": "Duplicate Content-Length",
+    "content-length-and-chunked": "Transfer-Encoding can't be present with Content-Length",
+    "chunk-size-not-hex": "Invalid character in chunk size",
+}
+
+
 @pytest.mark.parametrize("name", list(RAW))
 def test_malformed_http_message(shared_audit: AuditServer, name: str) -> None:
     data, expected = RAW[name]
@@ -325,6 +340,8 @@ def test_malformed_http_message(shared_audit: AuditServer, name: str) -> None:
     assert problem["title"]
     assert problem["type"] == "about:blank"
     assert problem["detail"]
+    if name in LLHTTP_REASONS:
+        assert problem["detail"] == f"the HTTP request could not be parsed: {LLHTTP_REASONS[name]}"
     assert b"X-Padding" not in body
 
 
@@ -361,3 +378,16 @@ def test_service_still_healthy_and_taking_events(shared_audit: AuditServer) -> N
     (item,) = shared_audit.page(source=SOURCE)["items"]
     assert item["event"]["id"] == good.id
     assert shared_audit.metric("eventaudit_rejected_requests_total", reason="invalid_event") >= 40
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        None,
+        httptools.HttpParserCallbackError("the on_url callback failed"),  # a callback's, not the parser's
+        httptools.HttpParserError("Invalid header value \x01 char"),  # not the shape of an llhttp phrase
+        httptools.HttpParserError(""),
+    ],
+)
+def test_a_reason_that_is_not_llhttps_own_phrase_gets_the_generic_detail(error: Exception | None) -> None:
+    assert httptoolsprotocol._malformed(error) == httptoolsprotocol._MALFORMED
