@@ -88,6 +88,7 @@ class GroupCommitter:
         # The window (see the module's doc): the writer waits on `_all_in` while `_awaited` > 0;
         # a submit that brings the queue to `_awaited` requests sets it.
         self._expected = 1  # before any round: none expected besides the first
+        self._queued_after_append = 0
         self._awaited = 0
         self._all_in = threading.Event()
 
@@ -181,6 +182,9 @@ class GroupCommitter:
                 count += len(item.events)
             self._metrics.queue_depth.set(self._queue.qsize())
             self._commit(group)
+            # Next round: these requests' clients may come back, and what arrived during the commit is
+            # queued. A full group left requests behind: those are committed next without waiting.
+            self._expected = 1 if count >= self._max_events else len(group) + self._queued_after_append
 
     def _gather(self) -> None:
         """Wait up to the window until the queue, with the request taken, holds the round's expected requests.
@@ -193,7 +197,8 @@ class GroupCommitter:
             return
         self._all_in.clear()
         self._awaited = awaited
-        if self._queue.qsize() < awaited:  # a submit between the check above and `_awaited` saw 0
+        # A submit between the check above and `_awaited` saw 0; close() may have set the event before clear().
+        if self._queue.qsize() < awaited and not self._closed:
             self._all_in.wait(self._window)
         self._awaited = 0
 
@@ -201,8 +206,7 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             results = self._store.append([pending.events for pending in group])
-            # Next round: these requests' clients may come back, and what arrived meanwhile is queued.
-            self._expected = len(group) + self._queue.qsize()
+            self._queued_after_append = self._queue.qsize()  # before the answers go out (see _run)
         except SQLAlchemyError as exc:
             _log.error("commit of %d requests failed: %s", len(group), exc.__class__.__name__, exc_info=exc)
             for pending in group:
