@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Final
 
-REQUEST_TIMEOUT: Final = 30.0
-"""Seconds a request (line, headers and body) may take to arrive, from its first byte, by default; then
-408 and close. The one default of ``--request-timeout``, both services' settings and the HTTP protocol."""
+from eventaudit.httplimits import REQUEST_TIMEOUT
 
 
 def port(text: str) -> int:

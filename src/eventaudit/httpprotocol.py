@@ -2,11 +2,11 @@
 
 * Requests the HTTP parser itself refuses (malformed, headers too large) are answered
   with ``application/problem+json`` like every other 4xx, with the status h11 hints
-  (431 for oversized headers). Headers over :data:`MAX_HEADER_BYTES` are refused however
+  (431 for oversized headers). Headers over :data:`~eventaudit.httplimits.MAX_HEADER_BYTES` are refused however
   fast they arrive (h11 only limits what is still incomplete), and so is a request with
   both ``Content-Length`` and ``Transfer-Encoding`` (RFC 9112 §6.3: a smuggling attempt).
 * A request must arrive whole (line, headers and body) within ``--request-timeout`` seconds of its
-  first byte (:data:`REQUEST_TIMEOUT`), else it is answered 408 and the connection closed; a
+  first byte (:data:`~eventaudit.httplimits.REQUEST_TIMEOUT`), else it is answered 408 and the connection closed; a
   connection idle before or between requests is closed after the keep-alive timeout. The time an
   answer takes once the request is whole is never held against the client.
 
@@ -27,13 +27,11 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eventaudit import problems
-from eventaudit.argtypes import REQUEST_TIMEOUT
+from eventaudit.httplimits import MAX_HEADER_BYTES, REQUEST_TIMEOUT
 
 _log = logging.getLogger("eventaudit.httpserver")  # not __name__: its log lines keep their logger name
 
 _UNECHOED = re.compile(r":? b['\"]")
-MAX_HEADER_BYTES = 16 * 1024
-"""The most a request line and its headers may take together (16 KiB, h11's own limit)."""
 
 
 class Config(uvicorn.Config):

@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 import uvicorn
 
 from eventaudit.accesslog import AccessLog, ASGIApp
-from eventaudit.argtypes import REQUEST_TIMEOUT
+from eventaudit.httplimits import REQUEST_TIMEOUT
 from eventaudit.httpprotocol import Config
 from eventaudit.httptoolsprotocol import protocol
 
@@ -161,20 +161,27 @@ def set_cpu_scheduling(policy: str) -> bool:
         return True
     batch = getattr(os, "SCHED_BATCH", None)
     if batch is None or not hasattr(os, "sched_setscheduler"):
-        _log.warning("--cpu-scheduling batch: this platform has no SCHED_BATCH; scheduling left as it is")
+        _log.info("--cpu-scheduling batch: this platform has no SCHED_BATCH; scheduling left as it is")
         return False
     try:
         threads = [int(tid) for tid in os.listdir("/proc/self/task")]  # the calling one, and any started before
-    except OSError:
+    except OSError:  # no /proc: this thread, and those it starts from now on
         threads = [0]
+    changed = 0
     for tid in threads:
         try:
             os.sched_setscheduler(tid, batch, os.sched_param(0))
         except ProcessLookupError:  # a thread that ended meanwhile
             continue
         except OSError as exc:
-            _log.warning("--cpu-scheduling batch: refused (%s); scheduling left as it is", exc)
+            _log.warning(
+                "--cpu-scheduling batch: refused (%s); %d of %d threads changed, the others left as they are",
+                exc,
+                changed,
+                len(threads),
+            )
             return False
+        changed += 1
     return True
 
 

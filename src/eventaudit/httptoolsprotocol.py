@@ -12,8 +12,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eventaudit.accesslog import ASGIApp, Message, Receive, Scope, Send
 from eventaudit.directroute import DirectRoute, _DirectCycle, direct_routes
+from eventaudit.httplimits import MAX_HEADER_BYTES
 from eventaudit.httpprotocol import (
-    MAX_HEADER_BYTES,
     ProblemH11Protocol,
     _problem_response,
     _request_timeout_answer,
@@ -314,7 +314,7 @@ def _refused_transfer_codings(field: bytes) -> tuple[int, str] | None:
 
 
 _MALFORMED = "the HTTP request could not be parsed: malformed request line, headers or body framing"
-_REASON = re.compile(r"[A-Za-z][A-Za-z0-9 ,.'()/-]{0,119}")
+_REASON = re.compile(r"[A-Za-z][A-Za-z0-9 ,.:'`()/-]{0,119}")
 
 
 def _malformed(exc: BaseException | None) -> str:

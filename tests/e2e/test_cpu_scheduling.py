@@ -32,7 +32,7 @@ def test_the_audit_services_threads_run_as_sched_batch(tmp_path: Path) -> None:
 def test_inherit_leaves_the_scheduling_the_process_started_with(tmp_path: Path) -> None:
     service = AuditService(f"sqlite:///{tmp_path}/a.db", "--cpu-scheduling", "inherit")
     try:
-        assert policies(service.proc.pid) == {os.SCHED_OTHER}
+        assert policies(service.proc.pid) == {os.sched_getscheduler(0)}  # as this test runner's
     finally:
         assert service.stop() == 0
 

@@ -1,15 +1,21 @@
-"""JSON log lines: the cached-second timestamp and shared encoder give what the plain formula gives."""
+"""JSON log lines: the cached-second timestamp and shared encoder give what the plain formula gives.
+
+Also ``--cpu-scheduling`` where SCHED_BATCH is missing or refused.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eventaudit import httpserver
 from eventaudit.httpserver import JSONFormatter
 
 
@@ -39,3 +45,43 @@ def test_json_lines_match_the_plain_formula(created: float, extra: dict[str, Any
     record.created, record.msecs = created, abs(created - int(created)) * 1000
 
     assert JSONFormatter().format(record) == plain(record)
+
+
+# --cpu-scheduling: a platform without SCHED_BATCH, and a kernel that refuses it, are faked (the
+# machine the tests run on has SCHED_BATCH and lets any process take it; tests/e2e checks that).
+
+
+def test_inherit_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_setscheduler", _never, raising=False)
+    assert httpserver.set_cpu_scheduling("inherit") is True
+
+
+def test_batch_without_sched_batch_says_so_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delattr(os, "SCHED_BATCH", raising=False)
+    monkeypatch.setattr(os, "sched_setscheduler", _never, raising=False)
+    caplog.set_level(logging.INFO, logger="eventaudit.httpserver")
+    assert httpserver.set_cpu_scheduling("batch") is False
+    assert "no SCHED_BATCH" in caplog.text
+
+
+def test_batch_refused_is_logged_with_what_was_changed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    def refuse_the_second(tid: int, policy: int, param: object) -> None:
+        calls.append(tid)
+        if len(calls) == 2:
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse_the_second)
+    monkeypatch.setattr(os, "listdir", lambda _path: ["11", "12", "13"])
+    assert httpserver.set_cpu_scheduling("batch") is False
+    assert calls == [11, 12]
+    assert "1 of 3 threads changed" in caplog.text
+
+
+def _never(*_args: object) -> None:
+    raise AssertionError("the scheduling was changed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from eventaudit import argtypes
+from eventaudit import httplimits
 
 
 class SettingsError(ValueError):
@@ -23,11 +23,12 @@ class AuditSettings:
     ingest_token: str | None = None
     max_body: int = 1024 * 1024
     #: Seconds a request may take to arrive whole, from its first byte, before it is answered 408.
-    request_timeout: float = argtypes.REQUEST_TIMEOUT
+    request_timeout: float = httplimits.REQUEST_TIMEOUT
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_rate: int | None = None
-    #: Longest a commit waits for the requests it expects (see GroupCommitter); measured in
-    #: docs/benchmarks.md: half a millisecond takes 13-19% off the CPU per single event at 32 connections.
+    #: Longest a commit waits for the requests it expects (see GroupCommitter); docs/benchmarks.md: as a
+    #: fixed half-millisecond sleep (third round) it took 13-19% off the CPU per single event at 32
+    #: connections; ending it once the expected requests are in (fourth round) added ~17% events/s there.
     commit_window: float = 0.0005
     #: Seconds a commit waits for a lock another process holds on the database before the
     #: request is answered 503 (less than an HTTP sender's timeout, so it sees the 503).

@@ -1178,7 +1178,11 @@ latin1_pairs(PyObject *module, PyObject *raw)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PyList_GET_ITEM(raw, i);  /* nothing below runs Python code: raw cannot change */
+        /* PyTuple_New below may collect garbage, and a finalizer may change raw: look again each time */
+        if (i >= PyList_GET_SIZE(raw)) {
+            goto unsure;
+        }
+        PyObject *pair = PyList_GET_ITEM(raw, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
             goto unsure;
         }
@@ -1187,21 +1191,28 @@ latin1_pairs(PyObject *module, PyObject *raw)
         if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
             goto unsure;
         }
-        PyObject *text = PyTuple_New(2);
-        if (text == NULL) {
-            goto error;
-        }
-        PyList_SET_ITEM(out, i, text);
+        /* str objects are not tracked by the collector: both are made before anything that may collect */
         PyObject *name_text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), NULL);
         if (name_text == NULL) {
             goto error;
         }
-        PyTuple_SET_ITEM(text, 0, name_text);
         PyObject *value_text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
         if (value_text == NULL) {
+            Py_DECREF(name_text);
             goto error;
         }
+        PyObject *text = PyTuple_New(2);
+        if (text == NULL) {
+            Py_DECREF(name_text);
+            Py_DECREF(value_text);
+            goto error;
+        }
+        PyTuple_SET_ITEM(text, 0, name_text);
         PyTuple_SET_ITEM(text, 1, value_text);
+        PyList_SET_ITEM(out, i, text);
+    }
+    if (n != PyList_GET_SIZE(raw)) {
+        goto unsure;  /* raw grew meanwhile */
     }
     return out;
 unsure:

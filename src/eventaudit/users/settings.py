@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from eventaudit import argtypes
+from eventaudit import httplimits
 from eventaudit.events import CloudEvent, CloudEventError
 from eventaudit.transport.sinks import SinkMode, check_sink, is_kafka
 
@@ -44,7 +44,7 @@ class UsersSettings:
     # Limits of the API.
     max_body: int = 64 * 1024
     #: Seconds a request may take to arrive whole, from its first byte, before it is answered 408.
-    request_timeout: float = argtypes.REQUEST_TIMEOUT
+    request_timeout: float = httplimits.REQUEST_TIMEOUT
     max_name_length: int = 200
     max_password_length: int = 1024
     #: Seconds a write waits for a lock another transaction holds before the request is answered 503.

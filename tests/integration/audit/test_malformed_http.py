@@ -15,11 +15,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-import httptools
 import httpx
 import pytest
 
-from eventaudit import httptoolsprotocol
 from eventaudit.events import CloudEvent
 from eventaudit.events.formats import json as json_format
 from tests.integration.audit.conftest import PROBLEM, READ_TOKEN, AuditServer, assert_problem, wait_until
@@ -378,16 +376,3 @@ def test_service_still_healthy_and_taking_events(shared_audit: AuditServer) -> N
     (item,) = shared_audit.page(source=SOURCE)["items"]
     assert item["event"]["id"] == good.id
     assert shared_audit.metric("eventaudit_rejected_requests_total", reason="invalid_event") >= 40
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        None,
-        httptools.HttpParserCallbackError("the on_url callback failed"),  # a callback's, not the parser's
-        httptools.HttpParserError("Invalid header value \x01 char"),  # not the shape of an llhttp phrase
-        httptools.HttpParserError(""),
-    ],
-)
-def test_a_reason_that_is_not_llhttps_own_phrase_gets_the_generic_detail(error: Exception | None) -> None:
-    assert httptoolsprotocol._malformed(error) == httptoolsprotocol._MALFORMED
