@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of one run each (default 8)")
     parser.add_argument("--seconds", type=int, default=3, help="length of each run (default 3)")
+    parser.add_argument("--audit-arg", action="append", default=[], help="one more argument for both services (repeat)")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
     args = parser.parse_args(argv)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [src, saved.get("PYTHONPATH")]))
             try:
                 proc = stack.enter_context(
-                    server(audit_command(f"sqlite:///{folder}/{name}.db", port), args.server_cpu, port)
+                    server(audit_command(f"sqlite:///{folder}/{name}.db", port, args.audit_arg), args.server_cpu, port)
                 )
             finally:
                 os.environ.clear()
