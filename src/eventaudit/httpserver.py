@@ -96,9 +96,12 @@ class _AccessLines:
         return True
 
     def _only_to(self, handler: logging.Handler) -> bool:
-        """Whether ``logging`` would hand an INFO line of the access logger to ``handler`` alone, unfiltered."""
+        """Whether ``logging`` would hand an INFO line of the access logger to ``handler`` alone, unfiltered,
+        to be formatted by a :class:`JSONFormatter`."""
         logger: logging.Logger | None = self.logger
         if self.logger.filters or self.logger.disabled or handler.filters or handler.level > logging.INFO:
+            return False
+        if type(handler.formatter) is not JSONFormatter:
             return False
         reached: list[logging.Handler] = []
         while logger is not None:

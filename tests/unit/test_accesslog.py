@@ -92,3 +92,11 @@ def test_readable_text_on_a_terminal_goes_through_logging() -> None:
         finally:
             logging.getLogger().handlers[:] = saved[0]
             logging.getLogger().setLevel(saved[1])
+
+
+def test_a_handler_given_another_formatter_formats_the_line_itself() -> None:
+    out = io.StringIO()
+    with json_lines_to(out) as handler:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        accesslog._log_access("POST", "/", 201, time.perf_counter(), "r-4")
+    assert out.getvalue() == "INFO POST / 201\n"
