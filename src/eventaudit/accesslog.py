@@ -49,23 +49,24 @@ class AccessLog:
                 _log_access(scope["method"], scope["path"], status, started, request_id)
 
 
-#: Writes one access line itself, without a LogRecord, or returns False to leave it to ``logging``
-#: (see :func:`eventaudit.httpserver.configure_logging`); ``None``: every line goes through ``logging``.
-direct_writer: Callable[[str, str, int, float, str], bool] | None = None
+#: Writes one access line (its message and fields) itself, without a LogRecord, or returns False to
+#: leave it to ``logging`` (see :func:`eventaudit.httpserver.configure_logging`); ``None``: every line
+#: goes through ``logging``.
+direct_writer: Callable[[str, dict[str, Any]], bool] | None = None
 
 
 def _log_access(method: str, path: str, status: int, started: float, request_id: str) -> None:
     path = _printable(path)
-    elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-    if direct_writer is not None and direct_writer(method, path, status, elapsed_ms, request_id):
+    fields = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+        "request_id": request_id,
+    }
+    if direct_writer is not None and direct_writer(f"{method} {path} {status}", fields):
         return
-    _access.info(
-        "%s %s %d",
-        method,
-        path,
-        status,
-        extra={"method": method, "path": path, "status": status, "elapsed_ms": elapsed_ms, "request_id": request_id},
-    )
+    _access.info("%s %s %d", method, path, status, extra=fields)
 
 
 def _printable(path: str) -> str:

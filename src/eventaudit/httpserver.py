@@ -70,7 +70,7 @@ class _AccessLines:
         self.handler = handler
         self.logger = logging.getLogger("eventaudit.access")
 
-    def __call__(self, method: str, path: str, status: int, elapsed_ms: float, request_id: str) -> bool:
+    def __call__(self, message: str, fields: dict[str, Any]) -> bool:
         handler = self.handler
         if not self._only_to(handler):
             return False
@@ -78,13 +78,9 @@ class _AccessLines:
         entry = {
             "time": _line_time(created, int((created - int(created)) * 1000)),  # as LogRecord's msecs
             "level": "info",
-            "logger": "eventaudit.access",
-            "message": f"{method} {path} {status}",
-            "method": method,
-            "path": path,
-            "status": status,
-            "elapsed_ms": elapsed_ms,
-            "request_id": request_id,
+            "logger": self.logger.name,
+            "message": message,
+            **fields,  # as the record's extra
         }
         line = _log_encoder.encode(entry) + handler.terminator
         with handler.lock or contextlib.nullcontext():  # as StreamHandler.emit
