@@ -11,19 +11,16 @@ import hashlib
 import struct
 from typing import Final
 
-import msgspec
-
 from eventaudit.events import CloudEvent
 from eventaudit.events.formats import json as json_format
 
 GENESIS: Final = bytes(32)
-_encoder = msgspec.json.Encoder(order="sorted")
 _SEQ_AND_TIME: Final = struct.Struct(">qq")  # both as 8 bytes, big-endian, signed
 
 
 def canonical(event: CloudEvent) -> bytes:
     """The canonical bytes of ``event``: JSON event format, compact, members sorted."""
-    return _encoder.encode(json_format.to_dict(event))
+    return json_format.encode_sorted(event)
 
 
 def link(previous: bytes, seq: int, recordedtime: int, canonical_event: bytes) -> bytes:

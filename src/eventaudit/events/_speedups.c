@@ -22,6 +22,8 @@
  *   http_attributes(pairs)     the ce- header loop of bindings/http.py _decode_binary
  *   latin1_pairs(raw)          bindings/http.py text_headers: bytes header pairs to str pairs
  *   kafka_attributes(headers)  bindings/kafka.py _read_headers, when it finds no failure
+ *   sorted_json(ev)            formats/json.py encode_sorted: the JSON event format, compact, members
+ *                              sorted (data values other than text and bytes by the configured encoder)
  *
  * The rules stay in Python: configure() hands over the caches of values the Python code
  * found valid (sources, media types, dataschemas), the reserved names and the data types;
@@ -77,6 +79,7 @@ static PyObject *g_empty_tuple = NULL;
 static PyObject *g_str_content_type = NULL;
 static PyObject *g_post_init = NULL;       /* CloudEvent.__post_init__ as written in Python */
 static PyObject *g_json_decode = NULL;     /* formats/json.py _decoder.decode */
+static PyObject *g_sorted_encode = NULL;   /* formats/json.py _sorted_encoder.encode, for data values */
 static int g_ext_plain_dict = 0;           /* Extensions(d) is dict(d) with another type */
 static int g_post_init_shortcut = 1;       /* 0: post_init always runs the Python __post_init__ */
 static int g_dict_view_ok = 0;             /* dict items views have the layout of DictView */
@@ -1598,6 +1601,377 @@ event_from_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* sorted_json: formats/json.py encode_sorted                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* An output buffer: a stack area first, the heap once that is full. */
+typedef struct {
+    char *buf;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    int heap;
+} Out;
+
+static int
+out_reserve(Out *o, Py_ssize_t more)
+{
+    if (o->len + more <= o->cap) {
+        return 0;
+    }
+    if (more > PY_SSIZE_T_MAX / 2 - o->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t cap = (o->len + more) * 2;
+    char *grown = o->heap ? PyMem_Realloc(o->buf, (size_t)cap) : PyMem_Malloc((size_t)cap);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (!o->heap) {
+        memcpy(grown, o->buf, (size_t)o->len);
+    }
+    o->buf = grown;
+    o->cap = cap;
+    o->heap = 1;
+    return 0;
+}
+
+static inline int
+out_put(Out *o, const char *s, Py_ssize_t n)
+{
+    if (out_reserve(o, n) < 0) {
+        return -1;
+    }
+    memcpy(o->buf + o->len, s, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+/* A JSON string as msgspec writes it: ", \ and control characters escaped, the rest as UTF-8.
+ * 1: written; 0: not sure (not an exact str, or not encodable: surrogates); -1: error. */
+static int
+out_string(Out *o, PyObject *value)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!PyUnicode_CheckExact(value)) {
+        return 0;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(value, &n);
+    if (s == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    if (out_reserve(o, n * 6 + 2) < 0) {  /* every byte escaped as \u00XX at worst */
+        return -1;
+    }
+    char *w = o->buf + o->len;
+    *w++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\t': *w++ = 't'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\f': *w++ = 'f'; break;
+        case '\r': *w++ = 'r'; break;
+        default:
+            *w++ = 'u';
+            *w++ = '0';
+            *w++ = '0';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        }
+    }
+    *w++ = '"';
+    o->len = w - o->buf;
+    return 1;
+}
+
+/* bytes as a JSON string of standard Base64 with padding (binascii.b2a_base64, no newline). */
+static int
+out_base64(Out *o, PyObject *value)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(value);
+    Py_ssize_t n = PyBytes_GET_SIZE(value);
+    if (n > (PY_SSIZE_T_MAX - 8) / 4 * 3 || out_reserve(o, (n + 2) / 3 * 4 + 2) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        return -1;
+    }
+    char *w = o->buf + o->len;
+    *w++ = '"';
+    Py_ssize_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8) | s[i + 2];
+        *w++ = alphabet[v >> 18];
+        *w++ = alphabet[(v >> 12) & 63];
+        *w++ = alphabet[(v >> 6) & 63];
+        *w++ = alphabet[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n) {
+            v |= (uint32_t)s[i + 1] << 8;
+        }
+        *w++ = alphabet[v >> 18];
+        *w++ = alphabet[(v >> 12) & 63];
+        *w++ = i + 1 < n ? alphabet[(v >> 6) & 63] : '=';
+        *w++ = '=';
+    }
+    *w++ = '"';
+    o->len = w - o->buf;
+    return 0;
+}
+
+enum { M_STR, M_INT, M_TRUE, M_FALSE, M_BASE64, M_RAW };
+
+typedef struct {
+    const char *name;
+    Py_ssize_t name_len;
+    int kind;
+    PyObject *value;  /* borrowed, except M_RAW: the encoded bytes, owned */
+} Member;
+
+#define INLINE_MEMBERS 24
+
+static int
+member_before(const Member *a, const Member *b)
+{
+    Py_ssize_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    int c = memcmp(a->name, b->name, (size_t)n);
+    return c != 0 ? c < 0 : a->name_len < b->name_len;
+}
+
+/* 1: members[*count] filled from a context attribute; 0: not sure; an attribute that is None is left out. */
+static int
+add_attribute(Member *members, Py_ssize_t *count, PyObject *ev, int field, int optional)
+{
+    PyObject *v = FIELD(ev, field);
+    if (v == NULL) {
+        return 0;
+    }
+    if (v == Py_None) {
+        return optional;
+    }
+    if (!PyUnicode_CheckExact(v)) {
+        return 0;
+    }
+    Member *m = &members[(*count)++];
+    m->name = field_names[field];
+    m->name_len = (Py_ssize_t)strlen(field_names[field]);
+    m->kind = M_STR;
+    m->value = v;
+    return 1;
+}
+
+/* The members of ev's JSON object (json.py to_dict); 1: done; 0: not sure; -1: error. */
+static int
+collect_members(PyObject *ev, Member *members, Py_ssize_t *count)
+{
+    static const int required[] = {F_SPECVERSION, F_ID, F_SOURCE, F_TYPE};
+    static const int optional[] = {F_DATACONTENTTYPE, F_DATASCHEMA, F_SUBJECT, F_TIME};
+    for (int i = 0; i < 4; i++) {
+        if (!add_attribute(members, count, ev, required[i], 0) ||
+            !add_attribute(members, count, ev, optional[i], 1)) {
+            return 0;
+        }
+    }
+    PyObject *extensions = FIELD(ev, F_EXTENSIONS);
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(extensions, &pos, &name, &value)) {
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_IS_ASCII(name)) {
+            return 0;
+        }
+        const char *text = (const char *)PyUnicode_DATA(name);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(name);
+        for (Py_ssize_t i = 0; i < length; i++) {  /* names to write as they are: nothing to escape */
+            char c = text[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
+                return 0;
+            }
+        }
+        Member *m = &members[(*count)++];
+        m->name = text;
+        m->name_len = length;
+        m->value = value;
+        if (PyUnicode_CheckExact(value)) {
+            m->kind = M_STR;
+        } else if (value == Py_True || value == Py_False) {
+            m->kind = value == Py_True ? M_TRUE : M_FALSE;
+        } else if (PyLong_CheckExact(value)) {
+            m->kind = M_INT;
+        } else if (PyBytes_CheckExact(value)) {
+            m->kind = M_BASE64;
+        } else {
+            return 0;
+        }
+    }
+    PyObject *data = FIELD(ev, F_DATA);
+    if (data == NULL) {
+        return 0;
+    }
+    if (data == Py_None) {
+        return 1;
+    }
+    Member *m = &members[(*count)++];
+    m->name = PyBytes_CheckExact(data) ? "data_base64" : "data";
+    m->name_len = (Py_ssize_t)strlen(m->name);
+    m->value = data;
+    if (PyBytes_CheckExact(data)) {
+        m->kind = M_BASE64;
+    } else if (PyUnicode_CheckExact(data)) {
+        m->kind = M_STR;
+    } else {
+        PyObject *raw = PyObject_CallOneArg(g_sorted_encode, data);
+        if (raw == NULL || !PyBytes_CheckExact(raw)) {
+            (*count)--;
+            if (raw == NULL && PyErr_ExceptionMatches(PyExc_Exception) &&
+                !PyErr_ExceptionMatches(PyExc_MemoryError)) {
+                PyErr_Clear();  /* the Python path raises it, the same way */
+                return 0;
+            }
+            Py_XDECREF(raw);
+            return raw == NULL ? -1 : 0;
+        }
+        m->kind = M_RAW;
+        m->value = raw;
+    }
+    return 1;
+}
+
+static int
+write_member(Out *o, const Member *m)
+{
+    char number[32];
+    if (out_reserve(o, m->name_len + 4) < 0) {
+        return -1;
+    }
+    o->buf[o->len++] = '"';
+    memcpy(o->buf + o->len, m->name, (size_t)m->name_len);  /* [A-Za-z0-9_]: nothing to escape */
+    o->len += m->name_len;
+    o->buf[o->len++] = '"';
+    o->buf[o->len++] = ':';
+    switch (m->kind) {
+    case M_STR:
+        return out_string(o, m->value);
+    case M_TRUE:
+        return out_put(o, "true", 4) < 0 ? -1 : 1;
+    case M_FALSE:
+        return out_put(o, "false", 5) < 0 ? -1 : 1;
+    case M_BASE64:
+        return out_base64(o, m->value) < 0 ? -1 : 1;
+    case M_RAW:
+        return out_put(o, PyBytes_AS_STRING(m->value), PyBytes_GET_SIZE(m->value)) < 0 ? -1 : 1;
+    default: {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(m->value, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        int n = snprintf(number, sizeof(number), "%lld", v);
+        return out_put(o, number, n) < 0 ? -1 : 1;
+    }
+    }
+}
+
+/* formats/json.py encode_sorted for the plain case; None: not sure. */
+static PyObject *
+sorted_json(PyObject *module, PyObject *ev)
+{
+    if (g_sorted_encode == NULL || g_event_type == NULL || !Py_IS_TYPE(ev, g_event_type)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *extensions = FIELD(ev, F_EXTENSIONS);
+    if (extensions == NULL || !PyDict_Check(extensions)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t most = 9 + PyDict_GET_SIZE(extensions);
+    Member inline_members[INLINE_MEMBERS];
+    Member *members = most <= INLINE_MEMBERS ? inline_members : PyMem_New(Member, (size_t)most);
+    if (members == NULL) {
+        return PyErr_NoMemory();
+    }
+    char stack[1024];
+    Out o = {stack, 0, (Py_ssize_t)sizeof(stack), 0};
+    Py_ssize_t count = 0;
+    PyObject *result = NULL;
+    int ok = collect_members(ev, members, &count);
+    if (ok > 0) {
+        for (Py_ssize_t i = 1; i < count; i++) {  /* insertion sort: a handful of members */
+            Member m = members[i];
+            Py_ssize_t j = i;
+            for (; j > 0 && member_before(&m, &members[j - 1]); j--) {
+                members[j] = members[j - 1];
+            }
+            members[j] = m;
+        }
+        for (Py_ssize_t i = 1; i < count && ok > 0; i++) {
+            /* A name twice (an extension named like an attribute): to_dict keeps one; Python decides. */
+            if (members[i].name_len == members[i - 1].name_len &&
+                memcmp(members[i].name, members[i - 1].name, (size_t)members[i].name_len) == 0) {
+                ok = 0;
+            }
+        }
+    }
+    if (ok > 0) {
+        ok = out_put(&o, "{", 1) < 0 ? -1 : 1;
+        for (Py_ssize_t i = 0; i < count && ok > 0; i++) {
+            if (i > 0 && out_put(&o, ",", 1) < 0) {
+                ok = -1;
+                break;
+            }
+            ok = write_member(&o, &members[i]);
+        }
+        if (ok > 0) {
+            ok = out_put(&o, "}", 1) < 0 ? -1 : 1;
+        }
+    }
+    if (ok > 0) {
+        result = PyBytes_FromStringAndSize(o.buf, o.len);
+    } else if (ok == 0) {
+        result = Py_NewRef(Py_None);
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (members[i].kind == M_RAW) {
+            Py_DECREF(members[i].value);
+        }
+    }
+    if (o.heap) {
+        PyMem_Free(o.buf);
+    }
+    if (members != inline_members) {
+        PyMem_Free(members);
+    }
+    return result;
+}
+
+static PyObject *
+configure_sorted_json(PyObject *module, PyObject *encode)
+{
+    if (!PyCallable_Check(encode)) {
+        PyErr_SetString(PyExc_TypeError, "configure_sorted_json() takes the sorted encoder's encode method");
+        return NULL;
+    }
+    replace_ref(&g_sorted_encode, encode);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
@@ -1630,6 +2004,10 @@ static PyMethodDef methods[] = {
      "event_from_dict(obj) -> CloudEvent | None: the JSON format's members to an event; None means not sure."},
     {"event_from_attributes", (PyCFunction)(void (*)(void))event_from_attributes, METH_FASTCALL,
      "event_from_attributes(attributes, datacontenttype, data) -> CloudEvent: a binary-mode event."},
+    {"configure_sorted_json", configure_sorted_json, METH_O,
+     "configure_sorted_json(encode): the sorted encoder sorted_json() uses for data values."},
+    {"sorted_json", sorted_json, METH_O,
+     "sorted_json(ev) -> bytes | None: ev in the JSON format, compact, members sorted; None means not sure."},
     {NULL, NULL, 0, NULL},
 };
 

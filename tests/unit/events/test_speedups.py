@@ -96,6 +96,7 @@ def configure(module: Any) -> None:
         empty_extensions=event.EMPTY_EXTENSIONS,
     )
     module.configure_json(json_format._decoder.decode)
+    module.configure_sorted_json(json_format._sorted_encoder.encode)
 
 
 def c() -> Any:
@@ -739,3 +740,81 @@ def test_plain_printable_ascii_is_every_printable_character() -> None:
     ev = unchecked_event({**VALID, "subject": string.printable[:95]})
     event._looks_valid(ev)
     assert c().sure_valid(ev)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# sorted_json: formats/json.py encode_sorted (msgspec, order="sorted", of to_dict) byte for byte, or "not sure".
+# --------------------------------------------------------------------------------------------------------------------
+
+all_characters = "".join(map(chr, range(0x80))) + "\x7f\x80é\u2028\ufffe\U0001f600"
+sorted_data = st.one_of(
+    data_values,
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=4)),
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+        max_leaves=12,
+    ),
+)
+
+
+def python_sorted_json(ev: CloudEvent) -> bytes | type[BaseException]:
+    try:
+        return json_format._sorted_encoder.encode(json_format.to_dict(ev))
+    except Exception as exc:
+        return type(exc)
+
+
+@SETTINGS
+@given(event_fields(), sorted_data, st.dictionaries(extension_names, extension_values, max_size=4))
+@example({**VALID, "subject": all_characters}, None, {})
+@example({**VALID, "subject": "a\ud800"}, None, {})
+@example({**VALID}, {"b": 1, "a": {"d": [{"z": 1, "y": 2}], "c": 3}}, {"zz": "1", "aa": b"\x00\xff", "mm": 7})
+@example({**VALID}, "text data", {"data": "x"})
+@example({**VALID}, b"\x00\x01\x02\x03\x04", {"id": "again"})
+@example({**VALID}, None, {"b" * 30: True, "a": False, "c": -(2**63), "d": 2**63})
+def test_sorted_json_is_the_python_encoding(values: dict[str, Any], data: Any, extensions: dict[str, Any]) -> None:
+    values = {**values, "data": data}
+    if extensions:
+        values["extensions"] = Extensions(extensions)
+    ev = unchecked_event(values)
+    wanted = python_sorted_json(ev)
+    got = c().sorted_json(ev)
+    if got is not None:
+        assert got == wanted, values
+    with accelerated():
+        if isinstance(wanted, bytes):
+            assert json_format.encode_sorted(ev) == wanted
+        else:  # what Python cannot encode, the C function left to Python: the same failure
+            with pytest.raises(wanted):
+                json_format.encode_sorted(ev)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 1023, 1024, 5000])
+def test_sorted_json_of_long_values_and_many_extensions(size: int) -> None:
+    """Past the C function's stack buffer (1 KiB) and its inline member slots (24)."""
+    extensions = Extensions(
+        {f"x{n}": "\x01" * size if n % 2 else bytes(range(256)) * (size // 256 + 1) for n in range(30)}
+    )
+    ev = unchecked_event({**VALID, "subject": "\n" * size, "extensions": extensions, "data": b"\xfe" * size})
+    assert c().sorted_json(ev) == python_sorted_json(ev)
+
+
+def test_sorted_json_takes_the_plain_events() -> None:
+    """The events of the benchmarks, of every data kind, are encoded in C, not handed back to Python."""
+    for data in ({"id": "1", "name": "Ozzy Osbourne"}, "text", b"\x00", None, [1, 2.5, None]):
+        ev = CloudEvent(
+            **VALID,
+            subject="1042",
+            time="2026-11-27T02:01:22.123456Z",
+            datacontenttype=None if data is None else "application/json",
+            extensions={"partitionkey": "1042", "n": 3, "ok": True},
+            data=data,
+        )
+        encoded = c().sorted_json(ev)
+        assert encoded is not None
+        assert encoded == python_sorted_json(ev)
+
+
+def test_sorted_json_is_not_sure_about_other_types() -> None:
+    assert c().sorted_json(object()) is None
+    assert c().sorted_json({"specversion": "1.0"}) is None
