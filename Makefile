@@ -10,8 +10,8 @@ JS_STAMP := $(JS)/node_modules/.installed
 
 .PHONY: up test check lint format bench lock clean
 
-# The editable install builds the optional C accelerator of the codec; a change to it rebuilds.
-SPEEDUPS := src/eventaudit/events/_speedups.c
+# The editable install builds the optional C accelerators (the codec's, the HTTP header fields'); a change rebuilds.
+SPEEDUPS := src/eventaudit/events/_speedups.c src/eventaudit/_httpspeedups.c
 
 $(STAMP): pyproject.toml requirements.lock setup.py $(SPEEDUPS)
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,8 @@ check: $(STAMP)  ## format, lint, types, import contracts
 test: check $(JS_STAMP)  ## everything CI runs
 	# four workers, a file each at a time: the suite mostly waits (Kafka group joins, real servers, timeouts)
 	$(BIN)/python -m pytest -n 4 --dist loadfile
-	# the codec again without its C accelerator: the pure-Python reference must pass on its own
-	EVENTAUDIT_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/unit/events
+	# the codec and the HTTP protocol again without their C accelerators: the pure-Python references must pass on their own
+	EVENTAUDIT_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/unit/events tests/unit/test_httpheaders.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -54,4 +54,4 @@ lock:  ## re-pin requirements.lock from pyproject.toml (needs uv: pip install uv
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info
-	rm -f src/eventaudit/events/_speedups.*.so
+	rm -f src/eventaudit/events/_speedups.*.so src/eventaudit/_httpspeedups.*.so

@@ -12,6 +12,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eventaudit.accesslog import ASGIApp, Message, Receive, Scope, Send
 from eventaudit.directroute import DirectRoute, _DirectCycle, direct_routes
+from eventaudit.httpheaders import header_pairs
 from eventaudit.httplimits import MAX_HEADER_BYTES
 from eventaudit.httpprotocol import (
     ProblemH11Protocol,
@@ -52,6 +53,10 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # httptools takes on_header when the parser is made (in super().__init__): the per-request
+        # head counter and field list, in C when built (httpheaders.header_pairs), not a method.
+        self._head = header_pairs(MAX_HEADER_BYTES, self._headers_too_large)
+        self.on_header = self._head  # type: ignore[method-assign,assignment]  # an instance attribute, not a method
         super().__init__(*args, **kwargs)
         self._direct = direct_routes(self.app) if self.limit_concurrency is None else {}
         self.timeout_request = request_timeout_of(self.config)
@@ -134,8 +139,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn's per-request state without its ASGI scope: a direct route needs none (see _asgi_scope).
         self.url = b""
         self.expect_100_continue = False
-        self.headers = []
-        self._header_bytes = 0
+        self.headers = self._head.reset()
         self._refused_for = None
 
     def _asgi_scope(self) -> None:
@@ -144,18 +148,11 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.url, self.headers, self.expect_100_continue = url, headers, expect_100_continue
         self.scope["headers"] = headers
 
-    # on_url and on_header run for every request: the count is inlined, not a method call.
+    # The target and the header fields count against MAX_HEADER_BYTES together; on_header is self._head
+    # (see __init__), which keeps each field as uvicorn's on_header does. Expect is looked at once, below.
     def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        if self._header_bytes > MAX_HEADER_BYTES:
-            self._headers_too_large()
+        self._head.count(len(url))
         self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > MAX_HEADER_BYTES:
-            self._headers_too_large()
-        self.headers.append((name.lower(), value))  # as uvicorn's on_header; Expect is looked at once, below
 
     def on_headers_complete(self) -> None:
         hosts = 0

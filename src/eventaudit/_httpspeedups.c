@@ -1,0 +1,257 @@
+/*
+ * eventaudit._httpspeedups: the optional C twin of eventaudit.httpheaders.HeaderPairs.
+ *
+ * httptools calls the protocol's on_header once per header field of every request. As a
+ * Python method that call is a frame, two len()s, a bytes.lower() and a tuple; here it is
+ * one C call. The Python class stays the reference: tests/unit/test_httpheaders.py holds
+ * this one to it. CPython C API only.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *pairs;     /* list of (lower-case name, value) */
+    Py_ssize_t size;     /* bytes counted since the last reset() */
+    Py_ssize_t limit;
+    PyObject *too_large; /* called once size is over limit; it is expected to raise */
+    vectorcallfunc vectorcall;
+} HeaderPairs;
+
+static int
+over_limit(HeaderPairs *self)
+{
+    if (self->size <= self->limit) {
+        return 0;
+    }
+    PyObject *result = PyObject_CallNoArgs(self->too_large);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* name.lower() for bytes: ASCII letters only; the same object when there is nothing to lower. */
+static PyObject *
+lower(PyObject *name)
+{
+    const char *s = PyBytes_AS_STRING(name);
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    Py_ssize_t i = 0;
+    while (i < n && !(s[i] >= 'A' && s[i] <= 'Z')) {
+        i++;
+    }
+    if (i == n) {
+        return Py_NewRef(name);
+    }
+    PyObject *lowered = PyBytes_FromStringAndSize(NULL, n);
+    if (lowered == NULL) {
+        return NULL;
+    }
+    char *w = PyBytes_AS_STRING(lowered);
+    memcpy(w, s, (size_t)i);
+    for (; i < n; i++) {
+        char c = s[i];
+        w[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+    }
+    return lowered;
+}
+
+/* self(name, value): count the field, refuse past the limit, keep (name.lower(), value). */
+static PyObject *
+pairs_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    HeaderPairs *self = (HeaderPairs *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "HeaderPairs(name, value) takes two positional arguments");
+        return NULL;
+    }
+    PyObject *name = args[0], *value = args[1];
+    if (self->pairs == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "HeaderPairs was not initialised");
+        return NULL;
+    }
+    if (!PyBytes_Check(name) || !PyBytes_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "a header field's name and value must be bytes");
+        return NULL;
+    }
+    self->size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
+    if (over_limit(self) < 0) {
+        return NULL;
+    }
+    PyObject *lowered = lower(name);
+    if (lowered == NULL) {
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, lowered, value);
+    Py_DECREF(lowered);
+    if (pair == NULL) {
+        return NULL;
+    }
+    int failed = PyList_Append(self->pairs, pair);
+    Py_DECREF(pair);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+pairs_init(HeaderPairs *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"limit", "too_large", NULL};
+    Py_ssize_t limit;
+    PyObject *too_large;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nO:HeaderPairs", kwlist, &limit, &too_large)) {
+        return -1;
+    }
+    if (!PyCallable_Check(too_large)) {
+        PyErr_SetString(PyExc_TypeError, "too_large must be callable");
+        return -1;
+    }
+    PyObject *pairs = PyList_New(0);
+    if (pairs == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->pairs, pairs);
+    Py_XSETREF(self->too_large, Py_NewRef(too_large));
+    self->limit = limit;
+    self->size = 0;
+    self->vectorcall = pairs_vectorcall;
+    return 0;
+}
+
+static PyObject *
+pairs_reset(HeaderPairs *self, PyObject *unused)
+{
+    PyObject *pairs = PyList_New(0);
+    if (pairs == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(self->pairs, pairs);
+    self->size = 0;
+    return Py_NewRef(pairs);
+}
+
+static PyObject *
+pairs_count(HeaderPairs *self, PyObject *arg)
+{
+    Py_ssize_t n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "count() takes a number of bytes, not a negative number");
+        return NULL;
+    }
+    self->size += n;
+    if (over_limit(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+pairs_traverse(HeaderPairs *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pairs);
+    Py_VISIT(self->too_large);
+    return 0;
+}
+
+static int
+pairs_clear(HeaderPairs *self)
+{
+    Py_CLEAR(self->pairs);
+    Py_CLEAR(self->too_large);
+    return 0;
+}
+
+static void
+pairs_dealloc(HeaderPairs *self)
+{
+    PyObject_GC_UnTrack(self);
+    pairs_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+pairs_get_pairs(HeaderPairs *self, void *closure)
+{
+    if (self->pairs == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "pairs");
+        return NULL;
+    }
+    return Py_NewRef(self->pairs);
+}
+
+static PyMethodDef pairs_methods[] = {
+    {"reset", (PyCFunction)pairs_reset, METH_NOARGS,
+     "reset() -> list: a new, empty list of pairs (returned) and the count back to 0, for the next request."},
+    {"count", (PyCFunction)pairs_count, METH_O,
+     "count(n): n more bytes of the request head (its target, say); past the limit, too_large() is called."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef pairs_members[] = {
+    {"size", T_PYSSIZET, offsetof(HeaderPairs, size), READONLY, "bytes counted since the last reset()"},
+    {"limit", T_PYSSIZET, offsetof(HeaderPairs, limit), READONLY, "the most bytes counted without too_large()"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef pairs_getset[] = {
+    {"pairs", (getter)pairs_get_pairs, NULL, "the (lower-case name, value) pairs since the last reset()", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject HeaderPairsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "eventaudit._httpspeedups.HeaderPairs",
+    .tp_doc = "HeaderPairs(limit, too_large): httptools' on_header, counting and keeping a request's header "
+              "fields (see eventaudit.httpheaders.HeaderPairs, the reference).",
+    .tp_basicsize = sizeof(HeaderPairs),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)pairs_init,
+    .tp_dealloc = (destructor)pairs_dealloc,
+    .tp_traverse = (traverseproc)pairs_traverse,
+    .tp_clear = (inquiry)pairs_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(HeaderPairs, vectorcall),
+    .tp_methods = pairs_methods,
+    .tp_members = pairs_members,
+    .tp_getset = pairs_getset,
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "eventaudit._httpspeedups",
+    "Optional C twin of eventaudit.httpheaders.HeaderPairs; the Python class is the reference.",
+    -1,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__httpspeedups(void)
+{
+    if (PyType_Ready(&HeaderPairsType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "HeaderPairs", (PyObject *)&HeaderPairsType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,86 @@
+"""A request's header fields as httptools hands them over: :class:`HeaderPairs`, the protocol's ``on_header``.
+
+httptools calls ``on_header`` once per field of every request, so its cost is paid about ten times
+per request. :class:`HeaderPairs` is the reference; when the optional C extension ``_httpspeedups``
+was built, :data:`header_pairs` is its C twin, held to this class by tests/unit/test_httpheaders.py.
+``EVENTAUDIT_PURE_PYTHON=1`` (read once, at import) keeps the Python class, as it does for the codec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Final, Protocol
+
+__all__ = ["HeadFields", "HeaderPairs", "header_pairs"]
+
+Pair = tuple[bytes, bytes]
+
+
+class HeadFields(Protocol):
+    """What :class:`HeaderPairs` and its C twin both are."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def pairs(self) -> list[Pair]: ...
+    def reset(self) -> list[Pair]: ...
+    def count(self, n: int, /) -> None: ...
+    def __call__(self, name: bytes, value: bytes, /) -> None: ...
+
+
+class HeaderPairs:
+    """Counts a request head's bytes against ``limit`` and keeps its fields as ``(name.lower(), value)``.
+
+    Called as ``on_header(name, value)``: a field counts its name, its value and 4 bytes (``": "``
+    and CRLF), as h11 counts them. Once the count is over ``limit``, ``too_large()`` is called before
+    the field is kept; it is expected to raise. :meth:`reset` starts the next request.
+    """
+
+    __slots__ = ("_too_large", "limit", "pairs", "size")
+
+    def __init__(self, limit: int, too_large: Callable[[], object]) -> None:
+        if not callable(too_large):
+            raise TypeError("too_large must be callable")
+        self.limit = limit
+        self._too_large = too_large
+        self.pairs: list[Pair] = []
+        self.size = 0
+
+    def reset(self) -> list[Pair]:
+        """A new, empty list of pairs (returned) and the count back to 0, for the next request."""
+        self.pairs = []
+        self.size = 0
+        return self.pairs
+
+    def count(self, n: int, /) -> None:
+        """``n`` more bytes of the request head (its target, say); past the limit, ``too_large()`` is called."""
+        if n < 0:
+            raise ValueError("count() takes a number of bytes, not a negative number")
+        self.size += n
+        if self.size > self.limit:
+            self._too_large()
+
+    def __call__(self, name: bytes, value: bytes, /) -> None:
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise TypeError("a header field's name and value must be bytes")
+        self.size += len(name) + len(value) + 4
+        if self.size > self.limit:
+            self._too_large()
+        self.pairs.append((name.lower(), value))
+
+
+def _chosen() -> Callable[[int, Callable[[], object]], HeadFields]:
+    if os.environ.get("EVENTAUDIT_PURE_PYTHON", "").strip() not in ("", "0"):
+        return HeaderPairs
+    try:
+        from eventaudit import _httpspeedups
+    except ImportError:  # built without a C compiler: the Python class runs
+        return HeaderPairs
+    return _httpspeedups.HeaderPairs
+
+
+header_pairs: Final = _chosen()
+"""``HeaderPairs`` or its C twin: ``header_pairs(limit, too_large)``."""
