@@ -179,9 +179,7 @@ class _DirectCycle:
         request_id = _request_id(self.headers)
         protocol = self.protocol
         if not self.disconnected:
-            head = [STATUS_LINE[answer.status]]
-            for name, value in protocol.server_state.default_headers:
-                head += (name, b": ", value, b"\r\n")
+            head = [STATUS_LINE[answer.status], _default_head(protocol.server_state.default_headers)]
             head += (b"content-type: ", answer.content_type, b"\r\ncontent-length: %d\r\n" % len(answer.body))
             for name, value in answer.headers:
                 head += (name, b": ", value, b"\r\n")
@@ -197,3 +195,18 @@ class _DirectCycle:
             _log_access(
                 self.method.decode("ascii"), self.target.decode("latin-1"), answer.status, self.started, request_id
             )
+
+
+_default_heads: tuple[list[tuple[bytes, bytes]], bytes] = ([], b"")
+
+
+def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's default header fields (``date``, ``server``) as they are written, once per list.
+
+    The server replaces the list when the date changes (once a second), so it is joined once a
+    second, not once per answer.
+    """
+    global _default_heads
+    if headers is not _default_heads[0]:
+        _default_heads = (headers, b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers))
+    return _default_heads[1]

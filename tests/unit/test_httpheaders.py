@@ -208,7 +208,7 @@ def fields_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     return request.param
 
 
-def feed(request: bytes) -> tuple[Route, Transport, Any]:
+def feed(request: bytes, state: ServerState | None = None) -> tuple[Route, Transport, Any]:
     route = Route()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -220,7 +220,7 @@ def feed(request: bytes) -> tuple[Route, Transport, Any]:
         config = Config(app=app, log_level="warning", access_log=False)
         config.load()
         protocol = httptoolsprotocol.ProblemHttpToolsProtocol(
-            config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+            config=config, server_state=state or ServerState(), app_state={}, _loop=asyncio.get_running_loop()
         )
         transport = Transport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
@@ -277,3 +277,13 @@ def test_the_target_counts_too(fields_kind: str) -> None:
     request = post(target=b"/?" + b"q" * MAX_HEADER_BYTES)
     _, transport, _ = feed(request)
     assert transport.written[0].startswith(b"HTTP/1.1 431"), transport.written
+
+
+def test_an_answer_carries_the_servers_default_fields_of_the_moment(fields_kind: str) -> None:
+    """uvicorn replaces ``default_headers`` when the date changes: the next answer has the new date."""
+    state = ServerState()
+    for date in (b"Fri, 27 Nov 2026 14:00:00 GMT", b"Fri, 27 Nov 2026 14:00:01 GMT"):
+        state.default_headers = [(b"date", date), (b"server", b"eventaudit")]
+        _, transport, _ = feed(post(), state)
+        head = transport.written[0].split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert head[:3] == [b"HTTP/1.1 200 OK", b"date: " + date, b"server: eventaudit"], head
