@@ -13,6 +13,7 @@
  *                              surely valid event, else the Python __post_init__ runs
  *   sure_valid(ev)             the C verdict alone (True = surely valid, False = not sure)
  *   is_timestamp(s)            types.is_timestamp, except that a leap second (:60) is "not sure"
+ *   timestamp_micros(s)        types.timestamp_micros for a valid Timestamp that is no leap second
  *   surely_unique(raw, value)  formats/json.py _surely_unique: True when no JSON object in
  *                              raw repeats a member name
  *   json_event(raw, ...)       formats/json.py decode for the plain case (loads + _from_own_dict)
@@ -333,6 +334,55 @@ is_timestamp(PyObject *module, PyObject *value)
         Py_RETURN_NONE;
     }
     return PyBool_FromLong(verdict);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (types.py _days_from_civil, H. Hinnant's algorithm). */
+static long long
+days_from_civil(long long year, int month, int day)
+{
+    year -= month <= 2;
+    long long era = (year >= 0 ? year : year - 399) / 400;  /* floor division, as Python's // */
+    long long year_of_era = year - era * 400;
+    long long day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long long day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+/* types.py timestamp_micros for a valid Timestamp that is no leap second; None: not sure. */
+static PyObject *
+timestamp_micros(PyObject *module, PyObject *value)
+{
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value)) {
+        Py_RETURN_NONE;
+    }
+    const unsigned char *s = (const unsigned char *)PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (timestamp_verdict(s, n) != 1) {
+        Py_RETURN_NONE;
+    }
+    int year_hi, year_lo, month, day, hour, minute, second;  /* the verdict checked every digit */
+    two_digits(s, &year_hi);
+    two_digits(s + 2, &year_lo);
+    two_digits(s + 5, &month);
+    two_digits(s + 8, &day);
+    two_digits(s + 11, &hour);
+    two_digits(s + 14, &minute);
+    two_digits(s + 17, &second);
+    long long seconds = days_from_civil(year_hi * 100 + year_lo, month, day) * 86400 + hour * 3600 +
+                        minute * 60 + second;
+    long long micros = 0;
+    Py_ssize_t i = 20;
+    for (int k = 0; k < 6; k++) {  /* the fraction's first six digits, padded with zeros */
+        int digit = s[19] == '.' && i < n && s[i] >= '0' && s[i] <= '9';
+        micros = micros * 10 + (digit ? s[i++] - '0' : 0);
+    }
+    if (s[n - 1] != 'Z' && s[n - 1] != 'z') {
+        int off_hour, off_minute;
+        two_digits(s + n - 5, &off_hour);
+        two_digits(s + n - 2, &off_minute);
+        seconds -= (s[n - 6] == '+' ? 1 : -1) * (off_hour * 3600LL + off_minute * 60LL);
+    }
+    return PyLong_FromLongLong(seconds * 1000000 + micros);
 }
 
 /* An extension name: [a-z0-9]{1,long_name}, not reserved. -1 on error. */
@@ -1980,6 +2030,8 @@ static PyMethodDef methods[] = {
     {"looks_valid", looks_valid, METH_O,
      "looks_valid(ev) -> bool: True when ev is surely valid; otherwise the fallback decides."},
     {"sure_valid", sure_valid, METH_O, "sure_valid(ev) -> bool: the C verdict alone; False means not sure."},
+    {"timestamp_micros", timestamp_micros, METH_O,
+     "timestamp_micros(s) -> int | None: microseconds since the epoch of a valid Timestamp; None means not sure."},
     {"is_timestamp", is_timestamp, METH_O,
      "is_timestamp(s) -> bool | None: RFC 3339 date-time; None for a leap second."},
     {"surely_unique", (PyCFunction)(void (*)(void))surely_unique, METH_FASTCALL,

@@ -13,6 +13,8 @@ import ipaddress
 import re
 from typing import NamedTuple
 
+from eventaudit.events._accel import speedups as _speedups
+
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1
 
@@ -231,6 +233,8 @@ def timestamp_micros(value: str) -> int:
     still order correctly; a leap second counts as the last microsecond of its minute.
     Fractions beyond microseconds are cut off.
     """
+    if _speedups is not None and (micros := _speedups.timestamp_micros(value)) is not None:
+        return micros  # in C; None: not sure (a leap second, say), computed here
     head = value[:19]  # events of the same second share it: its seconds are computed once
     seconds = _seconds_of.get(head)
     if seconds is None:

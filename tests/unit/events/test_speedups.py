@@ -108,7 +108,7 @@ def c() -> Any:
 def pure_python() -> Iterator[None]:
     """Every hook of the codec back on its pure-Python reference."""
     with contextlib.ExitStack() as stack:
-        for module in (json_format, http, kafka):
+        for module in (json_format, http, kafka, types):
             stack.enter_context(mock.patch.object(module, "_speedups", None))
         stack.enter_context(mock.patch.object(http, "_find_header", http._find))
         stack.enter_context(mock.patch.object(json_format, "_unique", json_format._surely_unique))
@@ -123,7 +123,7 @@ def pure_python() -> Iterator[None]:
 def accelerated() -> Iterator[None]:
     """Every hook of the codec on the C accelerator, even under EVENTAUDIT_PURE_PYTHON=1."""
     with contextlib.ExitStack() as stack:
-        for module in (json_format, http, kafka):
+        for module in (json_format, http, kafka, types):
             stack.enter_context(mock.patch.object(module, "_speedups", c()))
         stack.enter_context(mock.patch.object(http, "_find_header", c().find_header))
         stack.enter_context(mock.patch.object(json_format, "_unique", c().surely_unique))
@@ -280,6 +280,38 @@ def test_is_timestamp_agrees_with_python(value: str, data: st.DataObject | None)
             assert verdict is types.is_timestamp(text), text
         else:
             assert text[17:19] == "60"
+
+
+def python_micros(value: str) -> int:
+    with mock.patch.object(types, "_speedups", None):
+        return types.timestamp_micros(value)
+
+
+def check_micros(value: str) -> None:
+    """C timestamp_micros is Python's for every valid Timestamp but a leap second, and "not sure" otherwise."""
+    micros = c().timestamp_micros(value)
+    if types.is_timestamp(value) and value[17:19] != "60":
+        assert micros == python_micros(value), value
+    else:
+        assert micros is None, value
+
+
+@pytest.mark.parametrize("value", sorted(set(at_every_bound())))
+def test_timestamp_micros_at_every_bound(value: str) -> None:
+    check_micros(value)
+
+
+@SETTINGS
+@given(timestamps(), st.data())
+@example("0000-01-01T00:00:00Z", None)  # year 0: before any era's start, floor division matters
+@example("0000-02-29T23:59:59.999999-23:59", None)
+@example("9999-12-31T23:59:59.9999999+23:59", None)
+@example("1969-12-31T23:59:59.5Z", None)
+def test_timestamp_micros_agrees_with_python(value: str, data: st.DataObject | None) -> None:
+    for text in (value, mutated(value, data) if data is not None else value):
+        check_micros(text)
+    if types.is_timestamp(value):
+        assert types.timestamp_micros(value) == python_micros(value)  # the codec's own path, C or not
 
 
 @SETTINGS
