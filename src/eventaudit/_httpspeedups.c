@@ -18,6 +18,9 @@ typedef struct {
     Py_ssize_t limit;
     PyObject *too_large; /* called once size is over limit; it is expected to raise */
     vectorcallfunc vectorcall;
+    Py_ssize_t hosts;    /* Host fields seen */
+    char expect_continue; /* an Expect: 100-continue field seen (any case); char for T_BOOL */
+    PyObject *transfer_codings; /* the Transfer-Encoding fields' values joined with ",", or NULL */
 } HeaderPairs;
 
 static int
@@ -60,7 +63,56 @@ lower(PyObject *name)
     return lowered;
 }
 
-/* self(name, value): count the field, refuse past the limit, keep (name.lower(), value). */
+static int
+equals_lower(const char *s, Py_ssize_t n, const char *lower)
+{
+    Py_ssize_t m = (Py_ssize_t)strlen(lower);
+    if (n != m) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c + ('a' - 'A'));
+        }
+        if (c != lower[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* What the protocol looks at once the head is complete: Host, Expect, Transfer-Encoding. */
+static int
+note(HeaderPairs *self, PyObject *lowered, PyObject *value)
+{
+    const char *name = PyBytes_AS_STRING(lowered);
+    Py_ssize_t n = PyBytes_GET_SIZE(lowered);
+    if (n == 4 && memcmp(name, "host", 4) == 0) {
+        self->hosts++;
+    } else if (n == 6 && memcmp(name, "expect", 6) == 0) {
+        if (equals_lower(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "100-continue")) {
+            self->expect_continue = 1;
+        }
+    } else if (n == 17 && memcmp(name, "transfer-encoding", 17) == 0) {
+        if (self->transfer_codings == NULL) {
+            self->transfer_codings = Py_NewRef(value);
+        } else {
+            Py_ssize_t a = PyBytes_GET_SIZE(self->transfer_codings), b = PyBytes_GET_SIZE(value);
+            PyObject *joined = PyBytes_FromStringAndSize(NULL, a + 1 + b);
+            if (joined == NULL) {
+                return -1;
+            }
+            memcpy(PyBytes_AS_STRING(joined), PyBytes_AS_STRING(self->transfer_codings), (size_t)a);
+            PyBytes_AS_STRING(joined)[a] = ',';
+            memcpy(PyBytes_AS_STRING(joined) + a + 1, PyBytes_AS_STRING(value), (size_t)b);
+            Py_SETREF(self->transfer_codings, joined);
+        }
+    }
+    return 0;
+}
+
+/* self(name, value): count the field, refuse past the limit, keep (name.lower(), value), note it. */
 static PyObject *
 pairs_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -85,6 +137,10 @@ pairs_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     }
     PyObject *lowered = lower(name);
     if (lowered == NULL) {
+        return NULL;
+    }
+    if (note(self, lowered, value) < 0) {
+        Py_DECREF(lowered);
         return NULL;
     }
     PyObject *pair = PyTuple_Pack(2, lowered, value);
@@ -121,6 +177,9 @@ pairs_init(HeaderPairs *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->too_large, Py_NewRef(too_large));
     self->limit = limit;
     self->size = 0;
+    self->hosts = 0;
+    self->expect_continue = 0;
+    Py_CLEAR(self->transfer_codings);
     self->vectorcall = pairs_vectorcall;
     return 0;
 }
@@ -134,6 +193,9 @@ pairs_reset(HeaderPairs *self, PyObject *unused)
     }
     Py_XSETREF(self->pairs, pairs);
     self->size = 0;
+    self->hosts = 0;
+    self->expect_continue = 0;
+    Py_CLEAR(self->transfer_codings);
     return Py_NewRef(pairs);
 }
 
@@ -168,6 +230,7 @@ pairs_clear(HeaderPairs *self)
 {
     Py_CLEAR(self->pairs);
     Py_CLEAR(self->too_large);
+    Py_CLEAR(self->transfer_codings);
     return 0;
 }
 
@@ -200,6 +263,11 @@ static PyMethodDef pairs_methods[] = {
 static PyMemberDef pairs_members[] = {
     {"size", T_PYSSIZET, offsetof(HeaderPairs, size), READONLY, "bytes counted since the last reset()"},
     {"limit", T_PYSSIZET, offsetof(HeaderPairs, limit), READONLY, "the most bytes counted without too_large()"},
+    {"hosts", T_PYSSIZET, offsetof(HeaderPairs, hosts), READONLY, "Host fields since the last reset()"},
+    {"expect_continue", T_BOOL, offsetof(HeaderPairs, expect_continue), READONLY,
+     "whether an Expect field said 100-continue (any case) since the last reset()"},
+    {"transfer_codings", T_OBJECT, offsetof(HeaderPairs, transfer_codings), READONLY,
+     "the Transfer-Encoding fields' values joined with b',' since the last reset(), or None"},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -26,6 +26,12 @@ class HeadFields(Protocol):
     def size(self) -> int: ...
     @property
     def pairs(self) -> list[Pair]: ...
+    @property
+    def hosts(self) -> int: ...
+    @property
+    def expect_continue(self) -> bool: ...
+    @property
+    def transfer_codings(self) -> bytes | None: ...
     def reset(self) -> list[Pair]: ...
     def count(self, n: int, /) -> None: ...
     def __call__(self, name: bytes, value: bytes, /) -> None: ...
@@ -37,22 +43,28 @@ class HeaderPairs:
     Called as ``on_header(name, value)``: a field counts its name, its value and 4 bytes (``": "``
     and CRLF), as h11 counts them. Once the count is over ``limit``, ``too_large()`` is called before
     the field is kept; it is expected to raise. :meth:`reset` starts the next request.
+
+    It also notes what the protocol checks once the head is complete: how many ``Host`` fields came
+    (``hosts``), whether an ``Expect`` field said ``100-continue`` in any case (``expect_continue``),
+    and the ``Transfer-Encoding`` fields' values joined with ``b","`` (``transfer_codings``, or ``None``).
     """
 
-    __slots__ = ("_too_large", "limit", "pairs", "size")
+    __slots__ = ("_too_large", "expect_continue", "hosts", "limit", "pairs", "size", "transfer_codings")
 
     def __init__(self, limit: int, too_large: Callable[[], object]) -> None:
         if not callable(too_large):
             raise TypeError("too_large must be callable")
         self.limit = limit
         self._too_large = too_large
-        self.pairs: list[Pair] = []
-        self.size = 0
+        self.reset()
 
     def reset(self) -> list[Pair]:
-        """A new, empty list of pairs (returned) and the count back to 0, for the next request."""
-        self.pairs = []
+        """A new, empty list of pairs (returned) and the count and notes back to nothing, for the next request."""
+        self.pairs: list[Pair] = []
         self.size = 0
+        self.hosts = 0
+        self.expect_continue = False
+        self.transfer_codings: bytes | None = None
         return self.pairs
 
     def count(self, n: int, /) -> None:
@@ -69,7 +81,16 @@ class HeaderPairs:
         self.size += len(name) + len(value) + 4
         if self.size > self.limit:
             self._too_large()
-        self.pairs.append((name.lower(), value))
+        name = name.lower()
+        if name == b"host":
+            self.hosts += 1
+        elif name == b"expect":
+            if value.lower() == b"100-continue":
+                self.expect_continue = True
+        elif name == b"transfer-encoding":
+            codings = self.transfer_codings
+            self.transfer_codings = value if codings is None else codings + b"," + value
+        self.pairs.append((name, value))
 
 
 def _chosen() -> Callable[[int, Callable[[], object]], HeadFields]:

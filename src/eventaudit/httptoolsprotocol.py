@@ -149,30 +149,22 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.scope["headers"] = headers
 
     # The target and the header fields count against MAX_HEADER_BYTES together; on_header is self._head
-    # (see __init__), which keeps each field as uvicorn's on_header does. Expect is looked at once, below.
+    # (see __init__), which keeps each field as uvicorn's on_header does and notes Host, Expect and
+    # Transfer-Encoding on the way, for on_headers_complete.
     def on_url(self, url: bytes) -> None:
         self._head.count(len(url))
         self.url += url
 
     def on_headers_complete(self) -> None:
-        hosts = 0
-        expect = False
-        codings = None
-        for name, value in self.headers:
-            if name == b"host":
-                hosts += 1
-            elif name == b"expect" and value.lower() == b"100-continue":
-                expect = True
-            elif name == b"transfer-encoding":
-                codings = value if codings is None else codings + b"," + value
-        if hosts > 1:
+        head = self._head  # what it noted of Host, Expect and Transfer-Encoding while the fields came
+        if head.hosts > 1:
             self._refuse(400, "the request has more than one Host header field (RFC 9112 §3.2)")
         if self.parser.get_http_version() == "1.1":
-            if not hosts:
+            if not head.hosts:
                 self._refuse(400, "an HTTP/1.1 request must have a Host header field (RFC 9112 §3.2)")
-            self.expect_100_continue = expect  # RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client
-        if codings is not None:
-            refused = _refused_transfer_codings(codings)
+            self.expect_100_continue = head.expect_continue  # RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client
+        if head.transfer_codings is not None:
+            refused = _refused_transfer_codings(head.transfer_codings)
             if refused is not None:
                 self._refuse(*refused)
         if self._direct:

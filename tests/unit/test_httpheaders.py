@@ -76,19 +76,24 @@ def run(kind: Callable[..., Any], limit: int, steps: list[tuple[Any, ...]]) -> l
                 pairs.count(step[1])
             else:
                 pairs(step[1], step[2])
-            seen.append((list(pairs.pairs), pairs.size))
+            seen.append((list(pairs.pairs), pairs.size, pairs.hosts, pairs.expect_continue, pairs.transfer_codings))
         except (TooLargeError, TypeError, ValueError) as exc:
-            seen.append((type(exc).__name__, list(pairs.pairs), pairs.size))
+            seen.append((type(exc).__name__, list(pairs.pairs), pairs.size, pairs.hosts, pairs.transfer_codings))
     return seen
 
 
 names = st.one_of(
     st.sampled_from([b"Host", b"content-type", b"CE-ID", b"X-Request-ID", b"", b"\xc9T\xe9", b"a-Z_@[`{"]),
+    st.sampled_from([b"host", b"HOST", b"hosts", b"Expect", b"expect ", b"Transfer-Encoding", b"transfer-encodinG"]),
     st.binary(max_size=12),
+)
+values = st.one_of(
+    st.sampled_from([b"100-continue", b"100-Continue", b"100-continue ", b"chunked", b"gzip, chunked", b""]),
+    st.binary(max_size=40),
 )
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("field"), names, st.binary(max_size=40)),
+        st.tuples(st.just("field"), names, values),
         st.tuples(st.just("count"), st.integers(0, 50)),
         st.tuples(st.just("reset")),
     ),
@@ -101,6 +106,8 @@ steps = st.lists(
 @example(10, [("field", b"AB", b"cdef")])  # 2 + 4 + 4 = 10: at the limit, kept
 @example(9, [("field", b"AB", b"cdef")])  # over it: refused before it is kept
 @example(5, [("count", 5), ("count", 1), ("reset",), ("count", 5)])
+@example(200, [("field", b"Host", b"a"), ("field", b"EXPECT", b"100-CONTINUE"), ("reset",), ("field", b"host", b"b")])
+@example(200, [("field", b"Transfer-Encoding", b"gzip"), ("field", b"transfer-encoding", b"chunked"), ("reset",)])
 def test_the_c_twin_keeps_and_refuses_as_the_python_class(limit: int, ops: list[tuple[Any, ...]]) -> None:
     assert run(c_class(), limit, ops) == run(httpheaders.HeaderPairs, limit, ops)
 
@@ -287,3 +294,23 @@ def test_an_answer_carries_the_servers_default_fields_of_the_moment(fields_kind:
         _, transport, _ = feed(post(), state)
         head = transport.written[0].split(b"\r\n\r\n")[0].split(b"\r\n")
         assert head[:3] == [b"HTTP/1.1 200 OK", b"date: " + date, b"server: eventaudit"], head
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ((b"Host: y",), b"400"),  # a second Host
+        ((b"Transfer-Encoding: gzip",), b"400"),  # not chunked last: the length cannot be known
+        ((b"Transfer-Encoding: gzip", b"transfer-encoding: chunked"), b"501"),  # both fields, joined
+        ((b"Expect: 100-Continue",), b"200"),
+    ],
+)
+def test_what_is_noted_of_the_fields_decides_as_before(
+    fields_kind: str, fields: tuple[bytes, ...], status: bytes
+) -> None:
+    request = post(*fields).replace(b"content-length: 0\r\n", b"") if b"Transfer" in b"".join(fields) else post(*fields)
+    _, transport, _ = feed(request)
+    if status == b"200":  # Expect: 100-continue in any case: the 100 first, then the answer
+        assert transport.written[0] == b"HTTP/1.1 100 Continue\r\n\r\n", transport.written
+        transport.written.pop(0)
+    assert transport.written[0].split(b" ")[1] == status, transport.written
