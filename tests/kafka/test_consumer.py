@@ -7,6 +7,8 @@ Spec: kafka-protocol-binding.md §3.2 (binary), §3.3 (structured); the partitio
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,9 @@ from eventaudit.events import CloudEvent
 from eventaudit.events.bindings import kafka
 from eventaudit.events.formats import json as json_format
 from tests.integration.audit.conftest import new_database, unique_source, wait_until
+from tests.integration.audit.test_ingest_http import database_unavailable
 from tests.kafka.conftest import (
+    PARTITIONS,
     KafkaAudit,
     committed,
     event_json,
@@ -266,3 +270,35 @@ def test_readyz_is_503_when_the_broker_is_gone(own_broker: DevBroker, tmp_path: 
 
         response = wait_until(not_ready, 30, "/readyz to say 503")
         assert "Kafka" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_database_outage_longer_than_the_poll_interval_keeps_the_consumer_in_its_group(
+    broker: DevBroker, tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the database is away the round is retried with the partitions paused and the consumer polled: past
+    ``max.poll.interval.ms`` (here 7 s, the least librdkafka allows beside a 6 s session) it is still a member,
+    so its partitions never move; once the database is back, everything is stored once."""
+    topic = new_topic(broker.bootstrap)
+    source = unique_source("outage")
+    options = {"session.timeout.ms": "6000", "max.poll.interval.ms": "7000"}
+    with (
+        new_database(kind, tmp_path) as url,
+        kafka_audit(url, kind, broker.bootstrap, topic, lock_timeout=0.2, kafka_options=options) as audit,
+    ):
+        audit.wait_assigned()
+        events = [_event(source, i, key=f"k{i}") for i in range(12)]
+        produce(audit.bootstrap, audit.topic, [tuple(kafka.encode_binary(e)) for e in events[:4]])  # type: ignore[misc]
+        audit.wait_stored(source, 4)
+        caplog.clear()
+        with caplog.at_level(logging.INFO), database_unavailable(url, "locked"):
+            produce(audit.bootstrap, audit.topic, [tuple(kafka.encode_binary(e)) for e in events[4:]])  # type: ignore[misc]
+            wait_until(lambda: audit.server.metric("eventaudit_kafka_store_retries_total") >= 1, 20, "a retry")
+            time.sleep(12)  # well past max.poll.interval.ms
+            assert len(audit.server.items(source=source)) == 4  # nothing was stored meanwhile (reads still work)
+        items = audit.wait_stored(source, 12)
+        assert sorted(item["event"]["id"] for item in items) == sorted(e.id for e in events)  # each once
+        messages = [record.getMessage() for record in caplog.records]
+        assert not [m for m in messages if "revoked" in m or "poll interval" in m.lower()]
+        assert audit.server.metric("eventaudit_kafka_assigned_partitions") == PARTITIONS
+        assert audit.server.metric("eventaudit_kafka_store_retries_total") >= 2

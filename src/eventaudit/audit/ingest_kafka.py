@@ -10,7 +10,8 @@ database commit returned, the broker acknowledged the dead letters) are the offs
 So nothing is lost: a crash before the offset commit means the records are read again, and the
 audit log's ``UNIQUE(source, id)`` stores each event once. Nothing stalls: a bad record never
 blocks its partition, and while the database is away the batch is retried (with backoff) without
-moving on.
+moving on, the partitions paused and the consumer polled, so that it stays in its group however
+long the database is away.
 
 Rounds overlap by one: while round N is being written to the database (on the committer's thread,
 mostly outside the GIL), round N+1 is read and decoded. N+1 goes to the committer only once N is
@@ -123,6 +124,7 @@ class KafkaIngest:
         self._stats_at = 0.0
         self._failure: str | None = None
         self._in_flight: _Round | None = None  # submitted to the committer, offsets not committed yet
+        self._in_rebalance = False  # in a rebalance callback (inside consume): no polling from there
         base = kafka_transport.client_config(settings.bootstrap, settings.options, "eventaudit-audit")
         self._admin_config = base
         self._consumer_config: dict[str, Any] = {
@@ -279,7 +281,7 @@ class KafkaIngest:
                 self._metrics.kafka_retries.inc()
                 delay = min(_RETRY_MAX, 0.1 * 2**attempts)
                 _log.warning("the database is unavailable; storing %d Kafka records again in %.1f s", len(good), delay)
-                self._stopping.wait(delay)
+                self._wait_in_group(delay)
                 continue
             except ShuttingDownError:
                 return False
@@ -293,6 +295,34 @@ class KafkaIngest:
                 self._metrics.kafka_records.labels("duplicate").inc(outcome.duplicates)
             return True
         return not good
+
+    def _wait_in_group(self, seconds: float) -> None:
+        """Wait ``seconds`` (less if stopping) and stay a member of the group meanwhile.
+
+        librdkafka takes a consumer that has not polled for ``max.poll.interval.ms`` (5 minutes by
+        default) out of its group, and the database may be away longer than that. So the partitions are
+        paused and the consumer is polled: nothing is fetched, but the member stays. A record a poll hands
+        over all the same (of a partition assigned meanwhile, not paused yet) is rewound, to be read after
+        this round. In a rebalance callback (inside ``consume``) polling is not allowed: there it only waits.
+        """
+        if self._in_rebalance:
+            self._stopping.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        self._consumer.pause(self._consumer.assignment())
+        try:
+            while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+                message = self._consumer.poll(min(left, 0.5))
+                if message is None:
+                    continue
+                error = message.error()
+                if error is None:
+                    self._rewind([message])
+                    self._consumer.pause(self._consumer.assignment())
+                elif error.fatal():
+                    raise _FatalError(error)
+        finally:
+            self._consumer.resume(self._consumer.assignment())
 
     def _submit(self, events: Sequence[CloudEvent]) -> _Submission:
         submission = _Submission()
@@ -401,7 +431,11 @@ class KafkaIngest:
         self._metrics.kafka_assigned.inc(len(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._finish_in_flight()  # its offsets are committed while the partitions are still ours
+        self._in_rebalance = True
+        try:
+            self._finish_in_flight()  # its offsets are committed while the partitions are still ours
+        finally:
+            self._in_rebalance = False
         _log.info("Kafka partitions revoked: %s", _names(partitions))
         self._metrics.kafka_assigned.dec(len(partitions))
 
