@@ -23,13 +23,33 @@ typedef struct {
     PyObject *transfer_codings; /* the Transfer-Encoding fields' values joined with ",", or NULL */
 } HeaderPairs;
 
+/* -1 (an error set) unless __init__ ran and the GC has not cleared the object. */
+static int
+ready(HeaderPairs *self)
+{
+    if (self->pairs == NULL || self->too_large == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "HeaderPairs was not initialised");
+        return -1;
+    }
+    return 0;
+}
+
+/* size += n, saturating (a count past PY_SSIZE_T_MAX is over any limit all the same). */
+static void
+add_size(HeaderPairs *self, Py_ssize_t n)
+{
+    self->size = n > PY_SSIZE_T_MAX - self->size ? PY_SSIZE_T_MAX : self->size + n;
+}
+
 static int
 over_limit(HeaderPairs *self)
 {
     if (self->size <= self->limit) {
         return 0;
     }
-    PyObject *result = PyObject_CallNoArgs(self->too_large);
+    PyObject *too_large = Py_NewRef(self->too_large);
+    PyObject *result = PyObject_CallNoArgs(too_large);
+    Py_DECREF(too_large);
     if (result == NULL) {
         return -1;
     }
@@ -47,7 +67,7 @@ lower(PyObject *name)
     while (i < n && !(s[i] >= 'A' && s[i] <= 'Z')) {
         i++;
     }
-    if (i == n) {
+    if (i == n && PyBytes_CheckExact(name)) {  /* (bytes.lower() of a subclass is a bytes all the same) */
         return Py_NewRef(name);
     }
     PyObject *lowered = PyBytes_FromStringAndSize(NULL, n);
@@ -123,16 +143,17 @@ pairs_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
         return NULL;
     }
     PyObject *name = args[0], *value = args[1];
-    if (self->pairs == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "HeaderPairs was not initialised");
+    if (ready(self) < 0) {
         return NULL;
     }
     if (!PyBytes_Check(name) || !PyBytes_Check(value)) {
         PyErr_SetString(PyExc_TypeError, "a header field's name and value must be bytes");
         return NULL;
     }
-    self->size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
-    if (over_limit(self) < 0) {
+    add_size(self, PyBytes_GET_SIZE(name));
+    add_size(self, PyBytes_GET_SIZE(value));
+    add_size(self, 4);
+    if (over_limit(self) < 0 || ready(self) < 0) {  /* too_large() ran Python code: still set up? */
         return NULL;
     }
     PyObject *lowered = lower(name);
@@ -148,12 +169,24 @@ pairs_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if (pair == NULL) {
         return NULL;
     }
-    int failed = PyList_Append(self->pairs, pair);
+    PyObject *pairs = Py_NewRef(self->pairs);
+    int failed = PyList_Append(pairs, pair);
+    Py_DECREF(pairs);
     Py_DECREF(pair);
     if (failed) {
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+pairs_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    HeaderPairs *self = (HeaderPairs *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->vectorcall = pairs_vectorcall;  /* callable from the start: not set up, it says so */
+    }
+    return (PyObject *)self;
 }
 
 static int
@@ -210,7 +243,10 @@ pairs_count(HeaderPairs *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "count() takes a number of bytes, not a negative number");
         return NULL;
     }
-    self->size += n;
+    if (ready(self) < 0) {
+        return NULL;
+    }
+    add_size(self, n);
     if (over_limit(self) < 0) {
         return NULL;
     }
@@ -283,7 +319,7 @@ static PyTypeObject HeaderPairsType = {
               "fields (see eventaudit.httpheaders.HeaderPairs, the reference).",
     .tp_basicsize = sizeof(HeaderPairs),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = PyType_GenericNew,
+    .tp_new = pairs_new,
     .tp_init = (initproc)pairs_init,
     .tp_dealloc = (destructor)pairs_dealloc,
     .tp_traverse = (traverseproc)pairs_traverse,

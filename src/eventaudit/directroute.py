@@ -207,6 +207,8 @@ def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
     second, not once per answer.
     """
     global _default_heads
-    if headers is not _default_heads[0]:
-        _default_heads = (headers, b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers))
-    return _default_heads[1]
+    joined_for, joined = _default_heads  # one read: servers on two threads may both set it
+    if headers is not joined_for:
+        joined = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        _default_heads = (headers, joined)
+    return joined

@@ -18,6 +18,7 @@ import pytest
 from cloudevents.core.bindings import kafka as sdk_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
+from confluent_kafka import Consumer
 
 from eventaudit.broker import DevBroker
 from eventaudit.events import CloudEvent
@@ -302,3 +303,41 @@ def test_a_database_outage_longer_than_the_poll_interval_keeps_the_consumer_in_i
         assert not [m for m in messages if "revoked" in m or "poll interval" in m.lower()]
         assert audit.server.metric("eventaudit_kafka_assigned_partitions") == PARTITIONS
         assert audit.server.metric("eventaudit_kafka_store_retries_total") >= 2
+
+
+def test_a_rebalance_while_the_database_is_away_leaves_the_waiting_round_to_the_next_owner(
+    broker: DevBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another member joins the group (and leaves again) while a round waits for the database: the waiting round
+    cannot be finished, so it is abandoned, not half-done; its records are read again from the committed offsets
+    by the partitions' owner, and once the database is back each event is stored once."""
+    topic = new_topic(broker.bootstrap)
+    source = unique_source("rebalance")
+    with (
+        new_database("sqlite", tmp_path) as url,
+        kafka_audit(url, "sqlite", broker.bootstrap, topic, lock_timeout=0.2) as audit,
+    ):
+        audit.wait_assigned()
+        events = [_event(source, i, key=f"k{i}") for i in range(12)]
+        produce(audit.bootstrap, audit.topic, [tuple(kafka.encode_binary(e)) for e in events[:4]])  # type: ignore[misc]
+        audit.wait_stored(source, 4)
+        with caplog.at_level(logging.INFO), database_unavailable(url, "locked"):
+            produce(audit.bootstrap, audit.topic, [tuple(kafka.encode_binary(e)) for e in events[4:]])  # type: ignore[misc]
+            wait_until(lambda: audit.server.metric("eventaudit_kafka_store_retries_total") >= 1, 20, "a retry")
+            other = Consumer(
+                {"bootstrap.servers": audit.bootstrap, "group.id": audit.group, "enable.auto.commit": False}
+            )
+            try:
+                other.subscribe([audit.topic])
+                deadline = time.monotonic() + 40
+                while not other.assignment() and time.monotonic() < deadline:
+                    other.poll(0.2)  # joins the group: the audit consumer's partitions are revoked and shared
+                assert other.assignment(), "the second member got partitions"
+            finally:
+                other.close()  # leaves without committing anything: its partitions go back
+            wait_until(
+                lambda: audit.server.metric("eventaudit_kafka_assigned_partitions") == PARTITIONS, 40, "all back"
+            )
+        items = audit.wait_stored(source, 12, timeout=60)
+        assert sorted(item["event"]["id"] for item in items) == sorted(e.id for e in events)  # each once
+        assert any("left to the partitions' next owner" in record.getMessage() for record in caplog.records)

@@ -128,6 +128,23 @@ def test_bad_arguments_are_refused_alike(kind: str) -> None:
     assert pairs.limit == 10
 
 
+def test_the_c_twin_not_set_up_refuses_instead_of_crashing() -> None:
+    cls = c_class()
+    pairs = cls.__new__(cls)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        pairs.count(1)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        pairs(b"name", b"value")
+
+
+def test_the_count_saturates_instead_of_wrapping() -> None:
+    pairs = c_class()(100, refuse)
+    pairs(b"a", b"b")
+    with pytest.raises(TooLargeError):
+        pairs.count(sys.maxsize)
+    assert pairs.size == sys.maxsize
+
+
 def test_a_lowered_name_is_a_new_bytes_and_a_lower_case_one_is_kept_as_it_is() -> None:
     pairs = c_class()(100, refuse)
     lower, upper, value = b"ce-id", b"CE-Id", b"1"

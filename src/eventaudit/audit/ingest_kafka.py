@@ -75,6 +75,14 @@ class _FatalError(KafkaException):
     """The consumer cannot go on (librdkafka says so)."""
 
 
+class _RoundAbandonedError(Exception):
+    """Partitions were revoked while a round waited for the database: it is left to their next owner."""
+
+    def __init__(self) -> None:
+        super().__init__("partitions were revoked while a round waited for the database")
+        self.messages: list[Message] = []  # the abandoned round's (set by _finish_in_flight)
+
+
 @dataclass(frozen=True)
 class _DeadLetter:
     message: Message
@@ -125,6 +133,8 @@ class KafkaIngest:
         self._failure: str | None = None
         self._in_flight: _Round | None = None  # submitted to the committer, offsets not committed yet
         self._in_rebalance = False  # in a rebalance callback (inside consume): no polling from there
+        self._waiting = False  # in _wait_in_group: a revocation now abandons the round that waits
+        self._revoked_while_waiting = False
         base = kafka_transport.client_config(settings.bootstrap, settings.options, "eventaudit-audit")
         self._admin_config = base
         self._consumer_config: dict[str, Any] = {
@@ -202,13 +212,17 @@ class KafkaIngest:
                         self._rewind(messages)
                         break
                     self._begin(next_round)
+                except _RoundAbandonedError as exc:  # its records and these: to the partitions' next owner
+                    self._rewind(exc.messages + messages)  # (a partition still ours: back to the round's first)
+                    _log.info("%s; its records are left to the partitions' next owner", exc)
                 except _FatalError:
                     raise
                 except Exception:  # nothing of it was committed: go back and read it again after a pause
                     self._rewind(messages)
                     _log.exception("a round of %d Kafka records failed; reading them again in 1 s", len(messages))
                     self._stopping.wait(1.0)
-            self._finish_in_flight()
+            with contextlib.suppress(_RoundAbandonedError):  # (stopping: read again by whoever comes next)
+                self._finish_in_flight()
         except Exception as exc:  # a fatal client error: say so on /readyz and in the log
             self._failure = f"{exc.__class__.__name__}: {exc}"
             _log.exception("the Kafka consumer stopped")
@@ -258,6 +272,9 @@ class KafkaIngest:
             return True
         try:
             done = self._store(round_.good, round_.dead, round_.submission) and self._dead_letters(round_.dead)
+        except _RoundAbandonedError as exc:  # rewound by the caller, with the records read after it
+            exc.messages = round_.messages
+            raise
         except BaseException:
             self._rewind(round_.messages)
             raise
@@ -282,6 +299,8 @@ class KafkaIngest:
                 delay = min(_RETRY_MAX, 0.1 * 2**attempts)
                 _log.warning("the database is unavailable; storing %d Kafka records again in %.1f s", len(good), delay)
                 self._wait_in_group(delay)
+                if self._revoked_while_waiting:
+                    raise _RoundAbandonedError from None
                 continue
             except ShuttingDownError:
                 return False
@@ -304,25 +323,42 @@ class KafkaIngest:
         paused and the consumer is polled: nothing is fetched, but the member stays. A record a poll hands
         over all the same (of a partition assigned meanwhile, not paused yet) is rewound, to be read after
         this round. In a rebalance callback (inside ``consume``) polling is not allowed: there it only waits.
+
+        A poll may also run a rebalance's callbacks. A round cannot be finished while the database is
+        away, so partitions revoked meanwhile abandon it (``_revoked_while_waiting``): its records, and
+        those read after it, are left to the partitions' next owner, which reads them from the last
+        committed offsets (if that is this consumer again, it reads them again; nothing is stored twice).
         """
         if self._in_rebalance:
             self._stopping.wait(seconds)
             return
         deadline = time.monotonic() + seconds
-        self._consumer.pause(self._consumer.assignment())
+        paused: dict[tuple[str, int], TopicPartition] = {}
+        self._revoked_while_waiting = False
+        self._waiting = True
         try:
             while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+                # (again after every poll: a partition assigned meanwhile is paused too)
+                assigned = [p for p in self._consumer.assignment() if (p.topic, p.partition) not in paused]
+                if assigned:
+                    self._consumer.pause(assigned)
+                    paused.update(((p.topic, p.partition), p) for p in assigned)
                 message = self._consumer.poll(min(left, 0.5))
                 if message is None:
                     continue
                 error = message.error()
                 if error is None:
                     self._rewind([message])
-                    self._consumer.pause(self._consumer.assignment())
                 elif error.fatal():
                     raise _FatalError(error)
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    _log.warning("Kafka consumer: %s", error)
         finally:
-            self._consumer.resume(self._consumer.assignment())
+            self._waiting = False
+            # Every partition paused here, assigned still or not: librdkafka keeps a partition paused
+            # through a revocation, and one revoked now may be assigned to this consumer again later.
+            if paused:
+                self._consumer.resume(list(paused.values()))
 
     def _submit(self, events: Sequence[CloudEvent]) -> _Submission:
         submission = _Submission()
@@ -431,6 +467,8 @@ class KafkaIngest:
         self._metrics.kafka_assigned.inc(len(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._waiting:  # the round in flight waits for the database (_wait_in_group): it is abandoned
+            self._revoked_while_waiting = True
         self._in_rebalance = True
         try:
             self._finish_in_flight()  # its offsets are committed while the partitions are still ours

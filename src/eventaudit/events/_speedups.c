@@ -360,7 +360,7 @@ timestamp_micros(PyObject *module, PyObject *value)
     if (timestamp_verdict(s, n) != 1) {
         Py_RETURN_NONE;
     }
-    int year_hi, year_lo, month, day, hour, minute, second;  /* the verdict checked every digit */
+    int year_hi = 0, year_lo = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;  /* all checked digits */
     two_digits(s, &year_hi);
     two_digits(s + 2, &year_lo);
     two_digits(s + 5, &month);
@@ -377,7 +377,7 @@ timestamp_micros(PyObject *module, PyObject *value)
         micros = micros * 10 + (digit ? s[i++] - '0' : 0);
     }
     if (s[n - 1] != 'Z' && s[n - 1] != 'z') {
-        int off_hour, off_minute;
+        int off_hour = 0, off_minute = 0;
         two_digits(s + n - 5, &off_hour);
         two_digits(s + n - 2, &off_minute);
         seconds -= (s[n - 6] == '+' ? 1 : -1) * (off_hour * 3600LL + off_minute * 60LL);
@@ -1792,8 +1792,9 @@ enum { M_STR, M_INT, M_TRUE, M_FALSE, M_BASE64, M_RAW };
 typedef struct {
     const char *name;
     Py_ssize_t name_len;
+    PyObject *name_owner; /* the str that holds name (owned), or NULL for a static name */
     int kind;
-    PyObject *value;  /* borrowed, except M_RAW: the encoded bytes, owned */
+    PyObject *value;      /* owned: what the member writes (for M_RAW, the encoded bytes) */
 } Member;
 
 #define INLINE_MEMBERS 24
@@ -1823,14 +1824,18 @@ add_attribute(Member *members, Py_ssize_t *count, PyObject *ev, int field, int o
     Member *m = &members[(*count)++];
     m->name = field_names[field];
     m->name_len = (Py_ssize_t)strlen(field_names[field]);
+    m->name_owner = NULL;
     m->kind = M_STR;
-    m->value = v;
+    m->value = Py_NewRef(v);
     return 1;
 }
 
-/* The members of ev's JSON object (json.py to_dict); 1: done; 0: not sure; -1: error. */
+/* The members of ev's JSON object (json.py to_dict), at most `room` of them; 1: done; 0: not sure; -1: error.
+ *
+ * As to_dict, the attributes and extensions first, then the data: encoding a JSON value may run Python
+ * code (a value's own hooks), so every member holds its own references, whatever that code changes. */
 static int
-collect_members(PyObject *ev, Member *members, Py_ssize_t *count)
+collect_members(PyObject *ev, Member *members, Py_ssize_t *count, Py_ssize_t room)
 {
     static const int required[] = {F_SPECVERSION, F_ID, F_SOURCE, F_TYPE};
     static const int optional[] = {F_DATACONTENTTYPE, F_DATASCHEMA, F_SUBJECT, F_TIME};
@@ -1841,6 +1846,9 @@ collect_members(PyObject *ev, Member *members, Py_ssize_t *count)
         }
     }
     PyObject *extensions = FIELD(ev, F_EXTENSIONS);
+    if (extensions == NULL || !PyDict_Check(extensions) || *count + PyDict_GET_SIZE(extensions) + 1 > room) {
+        return 0;
+    }
     Py_ssize_t pos = 0;
     PyObject *name, *value;
     while (PyDict_Next(extensions, &pos, &name, &value)) {
@@ -1855,21 +1863,24 @@ collect_members(PyObject *ev, Member *members, Py_ssize_t *count)
                 return 0;
             }
         }
-        Member *m = &members[(*count)++];
-        m->name = text;
-        m->name_len = length;
-        m->value = value;
+        int kind;
         if (PyUnicode_CheckExact(value)) {
-            m->kind = M_STR;
+            kind = M_STR;
         } else if (value == Py_True || value == Py_False) {
-            m->kind = value == Py_True ? M_TRUE : M_FALSE;
+            kind = value == Py_True ? M_TRUE : M_FALSE;
         } else if (PyLong_CheckExact(value)) {
-            m->kind = M_INT;
+            kind = M_INT;
         } else if (PyBytes_CheckExact(value)) {
-            m->kind = M_BASE64;
+            kind = M_BASE64;
         } else {
             return 0;
         }
+        Member *m = &members[(*count)++];
+        m->name = text;
+        m->name_len = length;
+        m->name_owner = Py_NewRef(name);
+        m->kind = kind;
+        m->value = Py_NewRef(value);
     }
     PyObject *data = FIELD(ev, F_DATA);
     if (data == NULL) {
@@ -1878,29 +1889,38 @@ collect_members(PyObject *ev, Member *members, Py_ssize_t *count)
     if (data == Py_None) {
         return 1;
     }
-    Member *m = &members[(*count)++];
-    m->name = PyBytes_CheckExact(data) ? "data_base64" : "data";
-    m->name_len = (Py_ssize_t)strlen(m->name);
-    m->value = data;
+    int kind = M_RAW;
+    PyObject *held;
     if (PyBytes_CheckExact(data)) {
-        m->kind = M_BASE64;
+        kind = M_BASE64;
+        held = Py_NewRef(data);
     } else if (PyUnicode_CheckExact(data)) {
-        m->kind = M_STR;
+        kind = M_STR;
+        held = Py_NewRef(data);
     } else {
-        PyObject *raw = PyObject_CallOneArg(g_sorted_encode, data);
-        if (raw == NULL || !PyBytes_CheckExact(raw)) {
-            (*count)--;
-            if (raw == NULL && PyErr_ExceptionMatches(PyExc_Exception) &&
-                !PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        PyObject *encode = Py_NewRef(g_sorted_encode);
+        Py_INCREF(data);
+        held = PyObject_CallOneArg(encode, data);
+        Py_DECREF(data);
+        Py_DECREF(encode);
+        if (held == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_Exception) && !PyErr_ExceptionMatches(PyExc_MemoryError)) {
                 PyErr_Clear();  /* the Python path raises it, the same way */
                 return 0;
             }
-            Py_XDECREF(raw);
-            return raw == NULL ? -1 : 0;
+            return -1;
         }
-        m->kind = M_RAW;
-        m->value = raw;
+        if (!PyBytes_CheckExact(held)) {
+            Py_DECREF(held);
+            return 0;
+        }
     }
+    Member *m = &members[(*count)++];
+    m->name = kind == M_BASE64 ? "data_base64" : "data";
+    m->name_len = (Py_ssize_t)strlen(m->name);
+    m->name_owner = NULL;
+    m->kind = kind;
+    m->value = held;
     return 1;
 }
 
@@ -1950,9 +1970,9 @@ sorted_json(PyObject *module, PyObject *ev)
     if (extensions == NULL || !PyDict_Check(extensions)) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t most = 9 + PyDict_GET_SIZE(extensions);
+    Py_ssize_t room = 9 + PyDict_GET_SIZE(extensions);
     Member inline_members[INLINE_MEMBERS];
-    Member *members = most <= INLINE_MEMBERS ? inline_members : PyMem_New(Member, (size_t)most);
+    Member *members = room <= INLINE_MEMBERS ? inline_members : PyMem_New(Member, (size_t)room);
     if (members == NULL) {
         return PyErr_NoMemory();
     }
@@ -1960,7 +1980,7 @@ sorted_json(PyObject *module, PyObject *ev)
     Out o = {stack, 0, (Py_ssize_t)sizeof(stack), 0};
     Py_ssize_t count = 0;
     PyObject *result = NULL;
-    int ok = collect_members(ev, members, &count);
+    int ok = collect_members(ev, members, &count, room);
     if (ok > 0) {
         for (Py_ssize_t i = 1; i < count; i++) {  /* insertion sort: a handful of members */
             Member m = members[i];
@@ -1997,9 +2017,8 @@ sorted_json(PyObject *module, PyObject *ev)
         result = Py_NewRef(Py_None);
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (members[i].kind == M_RAW) {
-            Py_DECREF(members[i].value);
-        }
+        Py_DECREF(members[i].value);
+        Py_XDECREF(members[i].name_owner);
     }
     if (o.heap) {
         PyMem_Free(o.buf);

@@ -850,3 +850,47 @@ def test_sorted_json_takes_the_plain_events() -> None:
 def test_sorted_json_is_not_sure_about_other_types() -> None:
     assert c().sorted_json(object()) is None
     assert c().sorted_json({"specversion": "1.0"}) is None
+
+
+def test_sorted_json_keeps_references_right_when_it_is_not_sure() -> None:
+    """An event it cannot take (a float extension) after one that filled many member slots: no reference lost."""
+    full = unchecked_event({**VALID, "data": {"a": 1}, "extensions": Extensions({f"a{n}": "x" for n in range(6)})})
+    odd = 1.5e300
+    unsure = unchecked_event({**VALID, "extensions": Extensions({"x": "v", "y": odd, "z": None})})
+    before = sys.getrefcount(odd), sys.getrefcount(None)
+    for _ in range(200):
+        assert c().sorted_json(full) == python_sorted_json(full)
+        assert c().sorted_json(unsure) is None
+    assert sys.getrefcount(odd) == before[0]
+    assert abs(sys.getrefcount(None) - before[1]) < 50  # (None is shared; a lost reference per call would show)
+
+
+def test_sorted_json_holds_what_it_writes_while_the_data_runs_python_code() -> None:
+    """Encoding the data may run Python code (here a datetime's tzinfo) that changes the event under it: the
+    answer is what to_dict saw, as in Python, never freed memory."""
+    import datetime
+
+    holder: dict[str, CloudEvent] = {}
+
+    class Meddling(datetime.tzinfo):
+        def utcoffset(self, _dt: datetime.datetime | None) -> datetime.timedelta:
+            ev = holder["ev"]
+            dict.clear(ev.extensions)  # read-only to everyone else; this is what hostile code could do
+            msgspec.structs.force_setattr(ev, "subject", "changed")
+            return datetime.timedelta(hours=1)
+
+        def dst(self, _dt: datetime.datetime | None) -> datetime.timedelta:
+            return datetime.timedelta(0)
+
+    def event() -> CloudEvent:
+        extensions = Extensions({f"name{n}": f"value{n}" * 3 for n in range(4)})
+        data = [datetime.datetime(2026, 1, 1, tzinfo=Meddling())]
+        holder["ev"] = ev = unchecked_event({**VALID, "subject": "s" * 40, "extensions": extensions, "data": data})
+        return ev
+
+    wanted = python_sorted_json(event())
+    assert isinstance(wanted, bytes)
+    assert b"name3" in wanted
+    assert b'"subject":"ssss' in wanted
+    got = c().sorted_json(event())
+    assert got in (None, wanted)
