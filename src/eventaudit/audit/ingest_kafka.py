@@ -17,7 +17,10 @@ Rounds overlap by one: while round N is being written to the database (on the co
 mostly outside the GIL), round N+1 is read and decoded. N+1 goes to the committer only once N is
 finished (stored, dead-lettered, offsets committed), so the log keeps each partition's order and
 offsets are committed in order. A rebalance (its callbacks run inside ``consume``) first finishes
-the round in flight, so a partition changes hands with nothing of it half-done.
+the round in flight, so a partition changes hands with nothing of it half-done. The one exception
+is a rebalance while the round waits for the database (the wait polls, so callbacks run there too):
+that round cannot be finished, so it is abandoned, uncommitted, and its records are read again from
+the committed offsets by the partitions' next owner.
 """
 
 from __future__ import annotations
