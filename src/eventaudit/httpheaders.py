@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from eventaudit.events._accel import PURE_PYTHON_VARIABLE
+
 __all__ = ["HeadFields", "HeaderPairs", "header_pairs"]
 
 Pair = tuple[bytes, bytes]
@@ -94,7 +96,7 @@ class HeaderPairs:
 
 
 def _chosen() -> Callable[[int, Callable[[], object]], HeadFields]:
-    if os.environ.get("EVENTAUDIT_PURE_PYTHON", "").strip() not in ("", "0"):
+    if os.environ.get(PURE_PYTHON_VARIABLE, "").strip() not in ("", "0"):
         return HeaderPairs
     try:
         from eventaudit import _httpspeedups

@@ -23,6 +23,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from eventaudit import httpheaders, httptoolsprotocol
+from eventaudit.events._accel import PURE_PYTHON_VARIABLE
 from eventaudit.httplimits import MAX_HEADER_BYTES
 from tests.conftest import require
 
@@ -31,7 +32,7 @@ try:
 except ImportError:
     _httpspeedups = None  # type: ignore[assignment]
 
-PURE_REQUESTED = os.environ.get("EVENTAUDIT_PURE_PYTHON", "").strip() not in ("", "0")
+PURE_REQUESTED = os.environ.get(PURE_PYTHON_VARIABLE, "").strip() not in ("", "0")
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -49,7 +50,7 @@ def test_the_protocol_takes_the_c_twin_unless_told_not_to() -> None:
 
 def test_eventaudit_pure_python_keeps_the_python_class() -> None:
     code = "from eventaudit import httpheaders; print(httpheaders.header_pairs is httpheaders.HeaderPairs)"
-    env = {**os.environ, "EVENTAUDIT_PURE_PYTHON": "1"}
+    env = {**os.environ, PURE_PYTHON_VARIABLE: "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"
 

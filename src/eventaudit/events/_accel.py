@@ -4,6 +4,7 @@ The pure-Python functions stay the reference: each C function either gives the
 answer its Python twin gives or says "not sure" and lets the Python code decide.
 ``speedups`` is ``None`` when the extension was not built (no C compiler at install
 time) or when the environment sets ``EVENTAUDIT_PURE_PYTHON=1`` (read once, at import).
+The HTTP protocol's C header callback (``eventaudit.httpheaders``) follows the same variable.
 """
 
 from __future__ import annotations
