@@ -79,7 +79,8 @@ def run(kind: Callable[..., Any], limit: int, steps: list[tuple[Any, ...]]) -> l
                 pairs(step[1], step[2])
             seen.append((list(pairs.pairs), pairs.size, pairs.hosts, pairs.expect_continue, pairs.transfer_codings))
         except (TooLargeError, TypeError, ValueError) as exc:
-            seen.append((type(exc).__name__, list(pairs.pairs), pairs.size, pairs.hosts, pairs.transfer_codings))
+            seen.append((type(exc).__name__, list(pairs.pairs), pairs.size, pairs.hosts, pairs.expect_continue))
+            seen.append(pairs.transfer_codings)
     return seen
 
 
