@@ -10,33 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
 from eventaudit.events._accel import PURE_PYTHON_VARIABLE
 
-__all__ = ["HeadFields", "HeaderPairs", "header_pairs"]
+__all__ = ["HeaderPairs", "header_pairs"]
 
 Pair = tuple[bytes, bytes]
-
-
-class HeadFields(Protocol):
-    """What :class:`HeaderPairs` and its C twin both are."""
-
-    @property
-    def limit(self) -> int: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def pairs(self) -> list[Pair]: ...
-    @property
-    def hosts(self) -> int: ...
-    @property
-    def expect_continue(self) -> bool: ...
-    @property
-    def transfer_codings(self) -> bytes | None: ...
-    def reset(self) -> list[Pair]: ...
-    def count(self, n: int, /) -> None: ...
-    def __call__(self, name: bytes, value: bytes, /) -> None: ...
 
 
 class HeaderPairs:
@@ -95,7 +75,7 @@ class HeaderPairs:
         self.pairs.append((name, value))
 
 
-def _chosen() -> Callable[[int, Callable[[], object]], HeadFields]:
+def _chosen() -> type[HeaderPairs]:
     if os.environ.get(PURE_PYTHON_VARIABLE, "").strip() not in ("", "0"):
         return HeaderPairs
     try:
