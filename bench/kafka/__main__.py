@@ -209,17 +209,17 @@ def bare_insert_rate(count: int, folder: Path, *, indexed: bool, per_commit: int
         table = "bare"
     engine.dispose()
     sql = f"INSERT INTO {table} ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
-    conn = sqlite3.connect(path, isolation_level=None)
+    raw = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute("PRAGMA synchronous=FULL")
+        raw.execute("PRAGMA synchronous=FULL")
         started = time.perf_counter()
         for start in range(0, count, per_commit):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, rows[start : start + per_commit])
-            conn.execute("COMMIT")
+            raw.execute("BEGIN IMMEDIATE")
+            raw.executemany(sql, rows[start : start + per_commit])
+            raw.execute("COMMIT")
         return count / (time.perf_counter() - started)
     finally:
-        conn.close()
+        raw.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
