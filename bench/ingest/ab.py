@@ -1,4 +1,4 @@
-"""Two audit services side by side, loaded in turn: server CPU per single event, A against B.
+"""Two audit services side by side, loaded in turn: server CPU per single event and events/s, A against B.
 
 For a change whose effect is smaller than the machine's drift between two full ``bench.ingest``
 runs. Both services run at once, pinned to the same CPU, each on a fresh SQLite file; wrk loads
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     ratios = [a / b for (_, a), (_, b) in zip(results["A"], results["B"], strict=True)]
     print(f"CPU A/B per round: median {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    rates = [b / a for (a, _), (b, _) in zip(results["A"], results["B"], strict=True)]
+    print(f"ev/s B/A per round: median {statistics.median(rates):.3f} ({min(rates):.3f}-{max(rates):.3f})")
     return 0
 
 
