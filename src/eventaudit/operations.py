@@ -36,7 +36,11 @@ def router(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @ops.get("/readyz", summary="Readiness: the database answers")
+    @ops.get(
+        "/readyz",
+        summary="Readiness: the database answers",
+        responses={503: {"description": "Not ready: the detail says what (the database, or another part)."}},
+    )
     async def readyz() -> dict[str, str]:
         try:
             await run_in_threadpool(ping)
@@ -48,7 +52,17 @@ def router(
             ) from None
         return {"status": "ready"}
 
-    @ops.get("/metrics", summary=metrics_summary)
+    @ops.get(
+        "/metrics",
+        summary=metrics_summary,
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The Prometheus text format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def prometheus() -> Response:
         if refresh is not None:
             await refresh()

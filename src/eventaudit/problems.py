@@ -8,6 +8,7 @@ exception becomes a bare 500 problem that reveals nothing of it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -18,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
+
+from eventaudit.httplimits import MAX_HEADER_BYTES
 
 MEDIA_TYPE = "application/problem+json"
 _encoder = msgspec.json.Encoder()
@@ -101,6 +104,69 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)
+    _document(app)
+
+
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; `errors`, where present, names each failure.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "urn:eventaudit:problem:<slug>, or about:blank"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+_INVALID_PARAMETER = "A parameter is invalid; `errors` names each (`parameter`, `rule`)."
+_HEAD_TOO_LARGE = f"The request line and header fields are over {MAX_HEADER_BYTES} bytes (RFC 6585 §5)."
+_FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
+
+
+def _document(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document say what :func:`install` and the HTTP protocol answer.
+
+    FastAPI documents its parameter validation as a 422 with its own error shape; here it is a 400
+    problem. Any request whose head is too large (a long query string, say) is refused with a 431
+    before it reaches a route. Every error answer of the document gets the problem document as its content.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _problems_documented(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problems_documented(schema: dict[str, Any]) -> dict[str, Any]:
+    content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses: dict[str, Any] = operation.get("responses", {})
+            if _is_fastapi_validation(responses.get("422")):
+                del responses["422"]
+                responses.setdefault("400", {"description": _INVALID_PARAMETER})
+            responses.setdefault("431", {"description": _HEAD_TOO_LARGE})
+            for status, response in responses.items():
+                if status[:1] in ("4", "5"):
+                    response["content"] = content
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = _PROBLEM_SCHEMA
+    if f'"{_FASTAPI_VALIDATION}"' not in json.dumps(schema["paths"]):  # nothing refers to FastAPI's error shapes
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+    return schema
+
+
+def _is_fastapi_validation(response: dict[str, Any] | None) -> bool:
+    """Whether ``response`` is the 422 FastAPI documents for its own parameter validation."""
+    schema = (response or {}).get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref") == _FASTAPI_VALIDATION)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

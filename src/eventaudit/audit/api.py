@@ -95,8 +95,12 @@ def filters(
     source: Annotated[str | None, Query(max_length=2048)] = None,
     subject: Annotated[str | None, Query(max_length=2048)] = None,
     id: Annotated[str | None, Query(max_length=512)] = None,
-    since: Annotated[str | None, Query(description="RFC 3339; inclusive")] = None,
-    until: Annotated[str | None, Query(description="RFC 3339; exclusive")] = None,
+    since: Annotated[
+        str | None, Query(description="RFC 3339; inclusive", json_schema_extra={"format": "date-time"})
+    ] = None,
+    until: Annotated[
+        str | None, Query(description="RFC 3339; exclusive", json_schema_extra={"format": "date-time"})
+    ] = None,
     on: Annotated[Literal["recordedtime", "time"], Query(description="What since/until compare with")] = "recordedtime",
 ) -> EventFilter:
     """The filters every read takes."""
@@ -109,6 +113,11 @@ def filters(
         until=_micros("until", until),
         on=on,
     )
+
+
+def _streamed(description: str, *media_types: str) -> dict[str, Any]:
+    """The OpenAPI answer of a streamed route: its media types, not JSON."""
+    return {"description": description, "content": {media: {"schema": {"type": "string"}} for media in media_types}}
 
 
 def _encode_cursor(seq: int, order: str) -> str:
@@ -143,7 +152,12 @@ def router(
     def reader(request: Request) -> None:
         auth.require(request, settings.read_tokens, "reading the audit log")
 
-    reads = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(reader)])
+    reads = APIRouter(
+        prefix="/v1",
+        tags=["read"],
+        dependencies=[Depends(reader)],
+        responses={401: {"description": "No read token, or not one of this service's (`Authorization: Bearer …`)."}},
+    )
     ops = operations.router(ready or store.ping, metrics.registry)
 
     @reads.get("/events", summary="Find events (newest or oldest first), a page at a time")
@@ -162,7 +176,12 @@ def router(
         body = {"items": [item(r) for r in records], "next_cursor": next_cursor}
         return Response(_encoder.encode(body), media_type="application/json")
 
-    @reads.get("/events/stream", summary="Live tail as Server-Sent Events, resumable with Last-Event-ID")
+    @reads.get(
+        "/events/stream",
+        summary="Live tail as Server-Sent Events, resumable with Last-Event-ID",
+        response_class=StreamingResponse,
+        responses={200: _streamed("`id:` the seq, `data:` an item as /v1/events gives it.", "text/event-stream")},
+    )
     async def stream(
         request: Request,
         where: _Filter,
@@ -181,7 +200,18 @@ def router(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @reads.get("/events/export", summary="Every matching event, streamed: JSON lines (re-ingestible) or CSV")
+    @reads.get(
+        "/events/export",
+        summary="Every matching event, streamed: JSON lines (re-ingestible) or CSV",
+        response_class=StreamingResponse,
+        responses={
+            200: _streamed(
+                "format=jsonl: one event per line in the JSON event format; format=csv: a row per event.",
+                "application/x-ndjson",
+                "text/csv",
+            )
+        },
+    )
     async def export(where: _Filter, format: Literal["jsonl", "csv"] = "jsonl") -> StreamingResponse:
         if format == "jsonl":
             return StreamingResponse(_jsonl(store, where), media_type="application/x-ndjson")

@@ -205,6 +205,7 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
             415: {"description": "A CloudEvents format other than JSON, no CloudEvent at all, or a Content-Encoding."},
             503: {"description": "The database is unavailable; retry after Retry-After seconds."},
         },
+        openapi_extra={"requestBody": _INGEST_BODY},
     )
     async def ingest(request: Request) -> Response:
         answer = await endpoint.answer(request.scope["headers"], request.receive)
@@ -212,7 +213,17 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
         response.raw_headers += answer.headers
         return response
 
-    @routes.options("/", summary="CloudEvents HTTP webhook abuse-protection handshake")
+    @routes.options(
+        "/",
+        summary="CloudEvents HTTP webhook abuse-protection handshake",
+        response_class=Response,
+        responses={
+            200: {"description": "The origin may deliver: `WebHook-Allowed-Origin` and `WebHook-Allowed-Rate`."},
+            204: {"description": "No `WebHook-Request-Origin`: only `Allow`."},
+            400: {"description": "`WebHook-Request-Origin` is empty."},
+            403: {"description": "The origin may not deliver here (`--allowed-origin`)."},
+        },
+    )
     async def handshake(request: Request) -> Response:
         origin = request.headers.get("webhook-request-origin")
         headers = {"Allow": "POST, OPTIONS"}
@@ -230,6 +241,40 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
         return Response(status_code=200, headers=headers)
 
     return routes
+
+
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A CloudEvent in the JSON event format (CloudEvents 1.0, formats/json-format.md).",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"type": "string", "enum": ["1.0"]},
+        "id": {"type": "string", "minLength": 1},
+        "source": {"type": "string", "minLength": 1, "description": "A URI-reference"},
+        "type": {"type": "string", "minLength": 1},
+        "subject": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+        "datacontenttype": {"type": "string"},
+        "dataschema": {"type": "string", "format": "uri"},
+        "data": {},
+        "data_base64": {"type": "string", "format": "byte"},
+    },
+}
+
+#: ``POST /``'s body in the OpenAPI document, one entry per content mode (bindings/http-protocol-binding.md §3).
+_INGEST_BODY: dict[str, Any] = {
+    "required": False,
+    "description": (
+        "Structured mode: one event as `application/cloudevents+json`. Batched mode: an array of them as "
+        "`application/cloudevents-batch+json`. Binary mode: the event's data as any other media type, its "
+        "attributes in `ce-` header fields (`ce-specversion`, `ce-id`, `ce-source`, `ce-type`, …)."
+    ),
+    "content": {
+        "application/cloudevents+json": {"schema": _EVENT_SCHEMA},
+        "application/cloudevents-batch+json": {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+        "application/json": {"schema": {}, "description": "Binary mode: the data, with `ce-` header fields."},
+    },
+}
 
 
 def _refuse_content_coding(coding: str | None, metrics: AuditMetrics) -> None:
