@@ -53,5 +53,5 @@ lock:  ## re-pin requirements.lock from pyproject.toml (needs uv: pip install uv
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --universal -o requirements.lock
 
 clean:
-	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis build src/*.egg-info
 	rm -f src/eventaudit/events/_speedups.*.so src/eventaudit/_httpspeedups.*.so
