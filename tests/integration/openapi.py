@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.result import Ok
 
 EXAMPLES = 25
 """Requests per operation and generation mode."""
@@ -28,7 +30,7 @@ def answers_as_documented(
     mode: schemathesis.GenerationMode,
     *,
     headers: Mapping[str, str] | None = None,
-    skip: set[str] = frozenset(),  # type: ignore[assignment]
+    skip: Collection[str] = (),
 ) -> set[str]:
     """Send ``mode`` requests generated from ``url``'s ``/openapi.json`` to each operation (but the paths in
     ``skip``) and check every answer against the document; returns the operations checked (an operation
@@ -43,13 +45,15 @@ def answers_as_documented(
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json", config=_CONFIG)
     checked: set[str] = set()
     for result in schema.get_all_operations():
+        if not isinstance(result, Ok):
+            raise AssertionError(f"the OpenAPI document of {url} is not valid: {result.err()}")
         operation = result.ok()
         if operation.path in skip:
             continue
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def answer_as_documented(case: schemathesis.Case) -> None:
+        def answer_as_documented(case: schemathesis.Case[Any]) -> None:
             case.call_and_validate(headers=dict(headers or {}), timeout=30, excluded_checks=[positive_data_acceptance])
 
         try:
