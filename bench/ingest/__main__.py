@@ -410,7 +410,8 @@ def single_events_against_baseline(
         f"baseline (Flask + SDK from_http), binary, {connections} conns",
         f"{median('baseline', 'rps'):,.0f} ev/s",
         f"p99 {median('baseline', 'p99'):.1f} ms, non-2xx {sum(r['non2xx'] for r in base):.0f}; "
-        f"server CPU {median('baseline', 'cpu_us'):.0f} us/request; {args.rounds} rounds, "
+        f"server CPU {median('baseline', 'cpu_us'):.0f} us/request; "
+        f"{args.rounds} round{'s' if args.rounds != 1 else ''}, "
         f"{min(r['rps'] for r in base):,.0f}-{max(r['rps'] for r in base):,.0f} ev/s",
     )
     for mode in modes:
