@@ -42,11 +42,16 @@ class ShuttingDownError(RuntimeError):
     """The service is stopping and takes no more events."""
 
 
-@dataclass(frozen=True)
 class Stored:
     """The outcome of one request: a seq per event, ``None`` where it was a duplicate."""
 
-    seqs: list[int | None]
+    __slots__ = ("seqs",)
+
+    def __init__(self, seqs: list[int | None]) -> None:
+        self.seqs = seqs
+
+    def __repr__(self) -> str:
+        return f"Stored(seqs={self.seqs!r})"
 
     @property
     def stored(self) -> int:
@@ -222,26 +227,32 @@ class GroupCommitter:
             _answer(group[0], exc)
             return
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
-        self._metrics.group_events.observe(sum(len(p.events) for p in group))
+        # Per request, only what its answer needs; the counts per transport (duplicates are rare).
+        events = 0
         stored: dict[str, int] = {}
         duplicates: dict[str, int] = {}
-        last = 0
         settles: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Stored], None], Stored]]] = {}
         inline: list[tuple[_Pending, Stored]] = []
         for pending, seqs in zip(group, results, strict=True):
-            outcome = Stored(seqs)
+            count = len(seqs)
+            events += count
+            transport = pending.transport
             if None in seqs:
-                new = len(seqs) - seqs.count(None)
-                duplicates[pending.transport] = duplicates.get(pending.transport, 0) + len(seqs) - new
+                new = count - seqs.count(None)
+                duplicates[transport] = duplicates.get(transport, 0) + count - new
             else:
-                new = len(seqs)
-            stored[pending.transport] = stored.get(pending.transport, 0) + new
-            if new:
-                last = max(last, max(filter(None, seqs)))  # seqs start at 1
-            if isinstance(pending.done, _OnLoop):  # answered below, one wake-up per event loop
-                settles.setdefault(pending.done.loop, []).append((pending.done.done, outcome))
+                new = count
+            stored[transport] = stored.get(transport, 0) + new
+            done = pending.done
+            if type(done) is _OnLoop:  # answered below, one wake-up per event loop
+                answers = settles.get(done.loop)
+                if answers is None:
+                    answers = settles[done.loop] = []
+                answers.append((done.done, Stored(seqs)))
             else:
-                inline.append((pending, outcome))
+                inline.append((pending, Stored(seqs)))
+        self._metrics.group_events.observe(events)
+        last = _last_seq(results)
         for transport, count in stored.items():
             self._metrics.ingested.labels(transport).inc(count)
         for transport, count in duplicates.items():
@@ -278,6 +289,15 @@ class _OnLoop:
 
     def __call__(self, outcome: Stored | BaseException) -> None:
         self.loop.call_soon_threadsafe(self.done, outcome)
+
+
+def _last_seq(results: list[list[int | None]]) -> int:
+    """The highest seq of an append's results (0: none new): the last one given, as seqs follow the results' order."""
+    for seqs in reversed(results):
+        for seq in reversed(seqs):
+            if seq is not None:
+                return seq
+    return 0
 
 
 def _answer(pending: _Pending, outcome: Stored | BaseException) -> None:

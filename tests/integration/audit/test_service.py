@@ -271,6 +271,27 @@ def test_one_commit_answers_awaiting_and_callback_requesters_each_with_its_own_o
     assert sample(metrics, "eventaudit_duplicate_events_total", transport="kafka") == 1
 
 
+def test_last_seq_is_the_highest_seq_given_when_a_group_ends_with_duplicates(
+    store: AuditStore, metrics: AuditMetrics
+) -> None:
+    committer = GroupCommitter(store, metrics)
+    first, second = event(), event()
+
+    async def submit_all() -> list[Stored]:
+        waiting = [asyncio.ensure_future(committer.submit(b)) for b in ([first], [second], [first], [second, first])]
+        await asyncio.sleep(0)
+        committer.start()  # all are queued before the writer starts: they share one group
+        return await asyncio.wait_for(asyncio.gather(*waiting), timeout=30)
+
+    try:
+        results = asyncio.run(submit_all())
+    finally:
+        committer.close()
+    assert sample(metrics, "eventaudit_commit_group_events_count") == 1
+    assert [r.seqs for r in results] == [[1], [2], [None], [None, None]]
+    assert sample(metrics, "eventaudit_last_seq") == 2
+
+
 def _rounds(committer: GroupCommitter, first: int, *rounds: int) -> list[float]:
     """``first`` single events queued before the writer starts (one group), then rounds of ``rounds[i]``,
     one after the other: one event, and the rest 0.1 s later, once the writer is waiting for them.
