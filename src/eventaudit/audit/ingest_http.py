@@ -205,7 +205,7 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
             415: {"description": "A CloudEvents format other than JSON, no CloudEvent at all, or a Content-Encoding."},
             503: {"description": "The database is unavailable; retry after Retry-After seconds."},
         },
-        openapi_extra={"requestBody": _INGEST_BODY},
+        openapi_extra={"requestBody": _INGEST_BODY, "parameters": _BINARY_MODE_HEADERS},
     )
     async def ingest(request: Request) -> Response:
         answer = await endpoint.answer(request.scope["headers"], request.receive)
@@ -243,6 +243,8 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
     return routes
 
 
+_OPTIONAL_STRING: dict[str, Any] = {"type": ["string", "null"]}  # null: absent (json-format.md#22-type-system-mapping)
+
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "A CloudEvent in the JSON event format (CloudEvents 1.0, formats/json-format.md).",
@@ -252,12 +254,12 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "id": {"type": "string", "minLength": 1},
         "source": {"type": "string", "minLength": 1, "description": "A URI-reference"},
         "type": {"type": "string", "minLength": 1},
-        "subject": {"type": "string"},
-        "time": {"type": "string", "format": "date-time"},
-        "datacontenttype": {"type": "string"},
-        "dataschema": {"type": "string", "format": "uri"},
+        "subject": _OPTIONAL_STRING,
+        "time": {**_OPTIONAL_STRING, "format": "date-time"},
+        "datacontenttype": _OPTIONAL_STRING,
+        "dataschema": {**_OPTIONAL_STRING, "description": "An absolute URI"},
         "data": {},
-        "data_base64": {"type": "string", "format": "byte"},
+        "data_base64": {**_OPTIONAL_STRING, "description": "Binary data in Base64, instead of data"},
     },
 }
 
@@ -275,6 +277,26 @@ _INGEST_BODY: dict[str, Any] = {
         "application/json": {"schema": {}, "description": "Binary mode: the data, with `ce-` header fields."},
     },
 }
+
+
+#: Binary mode's attributes as header fields (§3.1.3); optional here, as the other modes carry them in the body.
+_BINARY_MODE_HEADERS: list[dict[str, Any]] = [
+    {
+        "name": f"ce-{attribute}",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": f"Binary mode: the event's `{attribute}`{note}",
+    }
+    for attribute, note in (
+        ("specversion", " (1.0)"),
+        ("id", ""),
+        ("source", ", a URI-reference"),
+        ("type", ""),
+        ("subject", ""),
+        ("time", ", RFC 3339"),
+    )
+]
 
 
 def _refuse_content_coding(coding: str | None, metrics: AuditMetrics) -> None:
