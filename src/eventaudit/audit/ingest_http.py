@@ -17,6 +17,7 @@ from eventaudit.audit.settings import AuditSettings
 from eventaudit.directroute import Answer
 from eventaudit.events import CloudEvent, CloudEventError, EventTooLargeError, UnsupportedFormatError
 from eventaudit.events.bindings import http as http_binding
+from eventaudit.events.formats import json as json_format
 from eventaudit.problems import ProblemError
 
 _encoder = msgspec.json.Encoder()
@@ -243,26 +244,6 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
     return routes
 
 
-_OPTIONAL_STRING: dict[str, Any] = {"type": ["string", "null"]}  # null: absent (json-format.md#22-type-system-mapping)
-
-_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "A CloudEvent in the JSON event format (CloudEvents 1.0, formats/json-format.md).",
-    "required": ["specversion", "id", "source", "type"],
-    "properties": {
-        "specversion": {"type": "string", "enum": ["1.0"]},
-        "id": {"type": "string", "minLength": 1},
-        "source": {"type": "string", "minLength": 1, "description": "A URI-reference"},
-        "type": {"type": "string", "minLength": 1},
-        "subject": _OPTIONAL_STRING,
-        "time": {**_OPTIONAL_STRING, "format": "date-time"},
-        "datacontenttype": _OPTIONAL_STRING,
-        "dataschema": {**_OPTIONAL_STRING, "description": "An absolute URI"},
-        "data": {},
-        "data_base64": {**_OPTIONAL_STRING, "description": "Binary data in Base64, instead of data"},
-    },
-}
-
 #: ``POST /``'s body in the OpenAPI document, one entry per content mode (bindings/http-protocol-binding.md §3).
 _INGEST_BODY: dict[str, Any] = {
     "required": False,
@@ -272,8 +253,8 @@ _INGEST_BODY: dict[str, Any] = {
         "attributes in `ce-` header fields (`ce-specversion`, `ce-id`, `ce-source`, `ce-type`, …)."
     ),
     "content": {
-        "application/cloudevents+json": {"schema": _EVENT_SCHEMA},
-        "application/cloudevents-batch+json": {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+        json_format.CONTENT_TYPE: {"schema": json_format.SCHEMA},
+        json_format.BATCH_CONTENT_TYPE: {"schema": {"type": "array", "items": json_format.SCHEMA}},
         "application/json": {"schema": {}, "description": "Binary mode: the data, with `ce-` header fields."},
     },
 }
@@ -282,7 +263,7 @@ _INGEST_BODY: dict[str, Any] = {
 #: Binary mode's attributes as header fields (§3.1.3); optional here, as the other modes carry them in the body.
 _BINARY_MODE_HEADERS: list[dict[str, Any]] = [
     {
-        "name": f"ce-{attribute}",
+        "name": f"{http_binding.PREFIX}{attribute}",
         "in": "header",
         "required": False,
         "schema": {"type": "string"},

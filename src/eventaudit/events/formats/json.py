@@ -26,6 +26,28 @@ from eventaudit.events.event import EMPTY_EXTENSIONS, CloudEvent, Extensions
 CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 
+_OPTIONAL_STRING: Final[dict[str, Any]] = {"type": ["string", "null"]}  # null is absent (#22-type-system-mapping)
+
+SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "A CloudEvent in the JSON event format (CloudEvents 1.0, formats/json-format.md).",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"type": "string", "enum": ["1.0"]},
+        "id": {"type": "string", "minLength": 1},
+        "source": {"type": "string", "minLength": 1, "description": "A URI-reference"},
+        "type": {"type": "string", "minLength": 1},
+        "subject": _OPTIONAL_STRING,
+        "time": {**_OPTIONAL_STRING, "format": "date-time"},
+        "datacontenttype": _OPTIONAL_STRING,
+        "dataschema": {**_OPTIONAL_STRING, "description": "An absolute URI"},
+        "data": {},
+        "data_base64": {**_OPTIONAL_STRING, "description": "Binary data in Base64, instead of data"},
+    },
+}
+"""A JSON Schema of one event in this format, for API documents (OpenAPI). It says less than
+:func:`decode` checks (a URI-reference, a Timestamp, the rules of extensions); :func:`decode` decides."""
+
 _FORMAT = "formats/json-format.md"
 _DATA = f"{_FORMAT}#31-handling-of-data"
 _INF = float("inf")
