@@ -248,9 +248,9 @@ def router(settings: AuditSettings, endpoint: IngestEndpoint) -> APIRouter:
 _INGEST_BODY: dict[str, Any] = {
     "required": False,
     "description": (
-        "Structured mode: one event as `application/cloudevents+json`. Batched mode: an array of them as "
-        "`application/cloudevents-batch+json`. Binary mode: the event's data as any other media type, its "
-        "attributes in `ce-` header fields (`ce-specversion`, `ce-id`, `ce-source`, `ce-type`, …)."
+        f"Structured mode: one event as `{json_format.CONTENT_TYPE}`. Batched mode: an array of them as "
+        f"`{json_format.BATCH_CONTENT_TYPE}`. Binary mode: the event's data as any other media type, its "
+        f"attributes in `{http_binding.PREFIX}` header fields (below)."
     ),
     "content": {
         json_format.CONTENT_TYPE: {"schema": json_format.SCHEMA},
