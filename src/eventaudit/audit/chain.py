@@ -16,6 +16,8 @@ from eventaudit.events.formats import json as json_format
 
 GENESIS: Final = bytes(32)
 _SEQ_AND_TIME: Final = struct.Struct(">qq")  # both as 8 bytes, big-endian, signed
+#: Copied for each link: a copy costs less than a new hash object (OpenSSL's context set-up), ~0.35 µs a record.
+_SHA256: Final = hashlib.sha256()
 
 
 def canonical(event: CloudEvent) -> bytes:
@@ -29,4 +31,6 @@ def link(previous: bytes, seq: int, recordedtime: int, canonical_event: bytes) -
     Raises:
         struct.error: ``seq`` or ``recordedtime`` is not an integer of 8 bytes.
     """
-    return hashlib.sha256(previous + _SEQ_AND_TIME.pack(seq, recordedtime) + canonical_event).digest()
+    digest = _SHA256.copy()
+    digest.update(previous + _SEQ_AND_TIME.pack(seq, recordedtime) + canonical_event)
+    return digest.digest()

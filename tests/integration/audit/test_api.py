@@ -475,9 +475,18 @@ def test_metrics_move(shared_audit: AuditServer) -> None:
     ingested = shared_audit.metric("eventaudit_ingested_events_total", transport="http")
     rejected = shared_audit.metric("eventaudit_rejected_requests_total", reason="invalid_event")
     commits = shared_audit.metric("eventaudit_commit_seconds_count")
+    bucket = "eventaudit_request_batch_events_bucket"
+    batches = {le: shared_audit.metric(bucket, le=le) for le in ("1.0", "2.0", "+Inf")}
+    batch_sum = shared_audit.metric("eventaudit_request_batch_events_sum")
     source = unique_source("metrics")
     seqs = shared_audit.stored(make(source, "t.m", 0), make(source, "t.m", 1))
     shared_audit.post({"content-type": json_format.CONTENT_TYPE}, b"{}")
+    # the batch of two is one request of two events (the invalid one was refused before it was counted)
+    assert shared_audit.metric(bucket, le="1.0") == batches["1.0"]
+    assert shared_audit.metric(bucket, le="2.0") == batches["2.0"] + 1
+    assert shared_audit.metric(bucket, le="+Inf") == batches["+Inf"] + 1
+    assert shared_audit.metric("eventaudit_request_batch_events_count") == batches["+Inf"] + 1
+    assert shared_audit.metric("eventaudit_request_batch_events_sum") == batch_sum + 2
     assert shared_audit.metric("eventaudit_ingested_events_total", transport="http") == ingested + 2
     assert shared_audit.metric("eventaudit_rejected_requests_total", reason="invalid_event") == rejected + 1
     assert shared_audit.metric("eventaudit_commit_seconds_count") >= commits + 1
