@@ -94,6 +94,22 @@ class _NobodyWaits:
 class _DirectCycle:
     """One request of a direct route, where uvicorn keeps its ``RequestResponseCycle`` (same flags)."""
 
+    __slots__ = (
+        "chunks",
+        "disconnected",
+        "expect_100_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "more_body",
+        "protocol",
+        "reading",
+        "response_complete",
+        "route",
+        "size",
+        "started",
+        "target",
+    )
     message_event = _NobodyWaits()
 
     def __init__(self, protocol: ProblemHttpToolsProtocol, route: DirectRoute, method: bytes, keep_alive: bool) -> None:
@@ -179,15 +195,19 @@ class _DirectCycle:
         request_id = _request_id(self.headers)
         protocol = self.protocol
         if not self.disconnected:
-            head = [STATUS_LINE[answer.status], _default_head(protocol.server_state.default_headers)]
-            head += (b"content-type: ", answer.content_type, b"\r\ncontent-length: %d\r\n" % len(answer.body))
-            for name, value in answer.headers:
-                head += (name, b": ", value, b"\r\n")
-            head += (b"x-request-id: ", request_id.encode(), b"\r\n")
-            if not self.keep_alive:
-                head.append(b"connection: close\r\n")
-            head += (b"\r\n", answer.body)
-            protocol.transport.write(b"".join(head))
+            protocol.transport.write(
+                b"%s%scontent-type: %s\r\ncontent-length: %d\r\n%sx-request-id: %s\r\n%s\r\n%s"
+                % (
+                    STATUS_LINE[answer.status],
+                    _default_head(protocol.server_state.default_headers),
+                    answer.content_type,
+                    len(answer.body),
+                    b"".join([b"%s: %s\r\n" % field for field in answer.headers]) if answer.headers else b"",
+                    request_id.encode(),
+                    b"" if self.keep_alive else b"connection: close\r\n",
+                    answer.body,
+                )
+            )
             if not self.keep_alive:
                 protocol.transport.close()
             protocol.on_response_complete()
