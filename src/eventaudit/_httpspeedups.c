@@ -21,13 +21,15 @@ typedef struct {
     Py_ssize_t hosts;    /* Host fields seen */
     char expect_continue; /* an Expect: 100-continue field seen (any case); char for T_BOOL */
     PyObject *transfer_codings; /* the Transfer-Encoding fields' values joined with ",", or NULL */
+    PyObject *noted;     /* tuple of the lower-case names whose first value goes to `first` */
+    PyObject *first;     /* dict: noted name -> its first field's value, since the last reset() */
 } HeaderPairs;
 
 /* -1 (an error set) unless __init__ ran and the GC has not cleared the object. */
 static int
 ready(HeaderPairs *self)
 {
-    if (self->pairs == NULL || self->too_large == NULL) {
+    if (self->pairs == NULL || self->too_large == NULL || self->noted == NULL || self->first == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "HeaderPairs was not initialised");
         return -1;
     }
@@ -132,6 +134,25 @@ note(HeaderPairs *self, PyObject *lowered, PyObject *value)
     return 0;
 }
 
+/* first[name] = value for a noted name not seen yet in this request (the noted tuple's own key). */
+static int
+note_first(HeaderPairs *self, PyObject *lowered, PyObject *value)
+{
+    const char *name = PyBytes_AS_STRING(lowered);
+    Py_ssize_t n = PyBytes_GET_SIZE(lowered);
+    Py_ssize_t count = PyTuple_GET_SIZE(self->noted);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *wanted = PyTuple_GET_ITEM(self->noted, i);
+        if (PyBytes_GET_SIZE(wanted) == n && memcmp(PyBytes_AS_STRING(wanted), name, (size_t)n) == 0) {
+            PyObject *first = Py_NewRef(self->first);
+            PyObject *kept = PyDict_SetDefault(first, wanted, value);  /* borrowed; the first value stays */
+            Py_DECREF(first);
+            return kept == NULL ? -1 : 0;
+        }
+    }
+    return 0;
+}
+
 /* self(name, value): count the field, refuse past the limit, keep (name.lower(), value), note it. */
 static PyObject *
 pairs_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -160,7 +181,7 @@ pairs_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if (lowered == NULL) {
         return NULL;
     }
-    if (note(self, lowered, value) < 0) {
+    if (note(self, lowered, value) < 0 || note_first(self, lowered, value) < 0) {
         Py_DECREF(lowered);
         return NULL;
     }
@@ -192,21 +213,58 @@ pairs_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static int
 pairs_init(HeaderPairs *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"limit", "too_large", NULL};
+    static char *kwlist[] = {"limit", "too_large", "noted", NULL};
     Py_ssize_t limit;
     PyObject *too_large;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nO:HeaderPairs", kwlist, &limit, &too_large)) {
+    PyObject *noted = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nO|O:HeaderPairs", kwlist, &limit, &too_large, &noted)) {
         return -1;
     }
     if (!PyCallable_Check(too_large)) {
         PyErr_SetString(PyExc_TypeError, "too_large must be callable");
         return -1;
     }
+    if (noted == NULL) {
+        noted = PyTuple_New(0);
+        if (noted == NULL) {
+            return -1;
+        }
+    } else {
+        Py_INCREF(noted);
+    }
+    if (!PyTuple_Check(noted)) {
+        Py_DECREF(noted);
+        PyErr_SetString(PyExc_TypeError, "noted must be a tuple of bytes");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(noted); i++) {
+        PyObject *name = PyTuple_GET_ITEM(noted, i);
+        if (!PyBytes_CheckExact(name)) {
+            Py_DECREF(noted);
+            PyErr_SetString(PyExc_TypeError, "noted must be a tuple of bytes");
+            return -1;
+        }
+        const char *c = PyBytes_AS_STRING(name);
+        for (Py_ssize_t j = 0; j < PyBytes_GET_SIZE(name); j++) {
+            if (c[j] >= 'A' && c[j] <= 'Z') {
+                Py_DECREF(noted);
+                PyErr_SetString(PyExc_ValueError,
+                                "noted names must be lower-case, as the fields' names are compared lowered");
+                return -1;
+            }
+        }
+    }
     PyObject *pairs = PyList_New(0);
-    if (pairs == NULL) {
+    PyObject *first = PyDict_New();
+    if (pairs == NULL || first == NULL) {
+        Py_XDECREF(pairs);
+        Py_XDECREF(first);
+        Py_DECREF(noted);
         return -1;
     }
     Py_XSETREF(self->pairs, pairs);
+    Py_XSETREF(self->first, first);
+    Py_XSETREF(self->noted, noted);
     Py_XSETREF(self->too_large, Py_NewRef(too_large));
     self->limit = limit;
     self->size = 0;
@@ -221,10 +279,14 @@ static PyObject *
 pairs_reset(HeaderPairs *self, PyObject *unused)
 {
     PyObject *pairs = PyList_New(0);
-    if (pairs == NULL) {
+    PyObject *first = PyDict_New();
+    if (pairs == NULL || first == NULL) {
+        Py_XDECREF(pairs);
+        Py_XDECREF(first);
         return NULL;
     }
     Py_XSETREF(self->pairs, pairs);
+    Py_XSETREF(self->first, first);
     self->size = 0;
     self->hosts = 0;
     self->expect_continue = 0;
@@ -258,6 +320,7 @@ pairs_traverse(HeaderPairs *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->pairs);
     Py_VISIT(self->too_large);
+    Py_VISIT(self->first);
     return 0;
 }
 
@@ -267,6 +330,8 @@ pairs_clear(HeaderPairs *self)
     Py_CLEAR(self->pairs);
     Py_CLEAR(self->too_large);
     Py_CLEAR(self->transfer_codings);
+    Py_CLEAR(self->noted);
+    Py_CLEAR(self->first);
     return 0;
 }
 
@@ -286,6 +351,16 @@ pairs_get_pairs(HeaderPairs *self, void *closure)
         return NULL;
     }
     return Py_NewRef(self->pairs);
+}
+
+static PyObject *
+pairs_get_first(HeaderPairs *self, void *closure)
+{
+    if (self->first == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "first");
+        return NULL;
+    }
+    return Py_NewRef(self->first);
 }
 
 static PyMethodDef pairs_methods[] = {
@@ -309,13 +384,15 @@ static PyMemberDef pairs_members[] = {
 
 static PyGetSetDef pairs_getset[] = {
     {"pairs", (getter)pairs_get_pairs, NULL, "the (lower-case name, value) pairs since the last reset()", NULL},
+    {"first", (getter)pairs_get_first, NULL,
+     "dict: each noted name that came since the last reset() -> its first field's value", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyTypeObject HeaderPairsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "eventaudit._httpspeedups.HeaderPairs",
-    .tp_doc = "HeaderPairs(limit, too_large): httptools' on_header, counting and keeping a request's header "
+    .tp_doc = "HeaderPairs(limit, too_large, noted=()): httptools' on_header, counting and keeping a request's header "
               "fields (see eventaudit.httpheaders.HeaderPairs, the reference).",
     .tp_basicsize = sizeof(HeaderPairs),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,

@@ -75,11 +75,19 @@ def _printable(path: str) -> str:
 
 
 def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The request's id: its first ``X-Request-ID`` field (names lower-case) or a new one (:func:`_request_id_of`)."""
     for name, value in headers:
-        if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
-            text: str = value.decode()
-            if text.isprintable():
-                return text
+        if name == b"x-request-id":
+            return _request_id_of(value)
+    return _request_id_of(None)
+
+
+def _request_id_of(sent: bytes | None) -> str:
+    """The id a client sent, when it is 1-128 printable ASCII characters; else a new one."""
+    if sent is not None and 0 < len(sent) <= 128 and sent.isascii():
+        text: str = sent.decode()
+        if text.isprintable():
+            return text
     return f"{_ID_PREFIX}{next(_ids):016x}"
 
 

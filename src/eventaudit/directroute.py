@@ -8,12 +8,12 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from eventaudit.accesslog import AccessLog, _access, _log_access, _request_id
+from eventaudit.accesslog import AccessLog, _access, _log_access, _request_id_of
 
 with contextlib.suppress(ImportError):  # httptools is a dependency; without it no protocol has direct routes
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE
@@ -47,9 +47,16 @@ class DirectRoute(Protocol):
     """
 
     max_body: int
+    #: Lower-case names of the header fields :meth:`begin` looks up in ``first``: the protocol notes
+    #: them as the fields arrive, so the route need not walk the fields again.
+    noted_headers: tuple[bytes, ...]
 
-    def begin(self, headers: RawHeaders) -> Answer | None:
-        """An answer refusing the request on its headers alone (names lower-case), or ``None`` to read the body."""
+    def begin(self, headers: RawHeaders, first: Mapping[bytes, bytes]) -> Answer | None:
+        """An answer refusing the request on its headers alone, or ``None`` to read the body.
+
+        ``headers`` are all the fields (names lower-case); ``first`` maps each of ``noted_headers``
+        that came (and the protocol's own, such as ``x-request-id``) to its first field's value.
+        """
 
     def too_large(self, size: int) -> Answer:
         """The answer once the body is over ``max_body`` (``size`` bytes so far); the rest is not kept."""
@@ -70,6 +77,11 @@ def direct_routes(app: Any) -> dict[tuple[bytes, bytes], DirectRoute]:
     while isinstance(app, (AccessLog, ProxyHeadersMiddleware)):
         app = app.app
     return dict(getattr(getattr(app, "state", None), "direct_routes", None) or {})
+
+
+def noted_headers(routes: Mapping[tuple[bytes, bytes], DirectRoute]) -> tuple[bytes, ...]:
+    """The header fields whose first value the protocol notes: ``X-Request-ID``, and what ``routes`` look up."""
+    return tuple(sorted({b"x-request-id"}.union(*(route.noted_headers for route in routes.values()))))
 
 
 _INTERNAL_ERROR = Answer(
@@ -98,6 +110,7 @@ class _DirectCycle:
         "chunks",
         "disconnected",
         "expect_100_continue",
+        "first",
         "headers",
         "keep_alive",
         "method",
@@ -118,6 +131,7 @@ class _DirectCycle:
         self.method = method
         self.target: bytes = protocol.url
         self.headers: RawHeaders = protocol.headers
+        self.first: Mapping[bytes, bytes] = protocol.first_fields  # this request's own (a new dict per request)
         self.expect_100_continue = protocol.expect_100_continue  # the protocol's is the latest request's by its turn
         self.keep_alive = keep_alive
         self.started = time.perf_counter()
@@ -131,7 +145,7 @@ class _DirectCycle:
     def start(self) -> None:
         """Its turn (at once, or once the pipelined requests before it were answered)."""
         try:
-            refusal = self.route.begin(self.headers)
+            refusal = self.route.begin(self.headers, self.first)
         except Exception:
             _log.exception("a direct route failed")
             refusal = _INTERNAL_ERROR
@@ -192,7 +206,7 @@ class _DirectCycle:
             # Refused on its headers, with no 100 sent: the client may never send the body, and its next
             # request must not be read as that body (RFC 9110 §10.1.1, RFC 9112 §9.6). Close after the answer.
             self.keep_alive = False
-        request_id = _request_id(self.headers)
+        request_id = _request_id_of(self.first.get(b"x-request-id"))
         protocol = self.protocol
         if not self.disconnected:
             protocol.transport.write(

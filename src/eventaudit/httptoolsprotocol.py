@@ -6,12 +6,13 @@ import asyncio
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eventaudit.accesslog import ASGIApp, Message, Receive, Scope, Send
-from eventaudit.directroute import DirectRoute, _DirectCycle, direct_routes
+from eventaudit.directroute import DirectRoute, _DirectCycle, direct_routes, noted_headers
 from eventaudit.httpheaders import header_pairs
 from eventaudit.httplimits import MAX_HEADER_BYTES
 from eventaudit.httpprotocol import (
@@ -54,11 +55,14 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # httptools takes on_header when the parser is made (in super().__init__): the per-request
-        # head counter and field list, in C when built (httpheaders.header_pairs), not a method.
-        self._head = header_pairs(MAX_HEADER_BYTES, self._headers_too_large)
+        # head counter and field list, in C when built (httpheaders.header_pairs), not a method. It
+        # notes the first value of the fields the direct routes look up, and of X-Request-ID.
+        config = kwargs["config"] if "config" in kwargs else args[0]
+        direct = direct_routes(config.loaded_app) if config.limit_concurrency is None else {}
+        self._head = header_pairs(MAX_HEADER_BYTES, self._headers_too_large, noted_headers(direct))
         self.on_header = self._head  # type: ignore[method-assign,assignment]  # an instance attribute, not a method
         super().__init__(*args, **kwargs)
-        self._direct = direct_routes(self.app) if self.limit_concurrency is None else {}
+        self._direct = direct
         self.timeout_request = request_timeout_of(self.config)
         self._idle_since = 0.0  # when the last answer was written (or the connection made)
         self._reading_since: float | None = None  # set from a request's first byte until it is whole
@@ -141,6 +145,11 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.expect_100_continue = False
         self.headers = self._head.reset()
         self._refused_for = None
+
+    @property
+    def first_fields(self) -> Mapping[bytes, bytes]:
+        """The first value of each noted header field of the request being read (:class:`HeaderPairs`'s ``first``)."""
+        return self._head.first
 
     def _asgi_scope(self) -> None:
         url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue

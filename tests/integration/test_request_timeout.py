@@ -18,7 +18,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,11 +94,12 @@ class SlowEcho:
     """A direct route echoing the body, after ``X-Delay`` seconds when the request has that header."""
 
     max_body = 1024
+    noted_headers = ()
 
     def __init__(self) -> None:
         self.broken_off_count = 0
 
-    def begin(self, headers: RawHeaders) -> Answer | None:
+    def begin(self, headers: RawHeaders, first: Mapping[bytes, bytes]) -> Answer | None:
         return None
 
     def too_large(self, size: int) -> Answer:

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -63,16 +63,20 @@ def refuse() -> None:
     raise TooLargeError
 
 
-def run(kind: Callable[..., Any], limit: int, steps: list[tuple[Any, ...]]) -> list[Any]:
-    """What each step gave (the pairs and size after it, or the refusal), through one implementation."""
-    pairs = kind(limit, refuse)
+def run(kind: Callable[..., Any], limit: int, steps: list[tuple[Any, ...]], noted: tuple[bytes, ...] = ()) -> list[Any]:
+    """What each step gave (the pairs, size and notes after it, or the refusal), through one implementation."""
+    pairs = kind(limit, refuse, noted)
     seen: list[Any] = []
     for step in steps:
         try:
             if step[0] == "reset":
+                before = pairs.first
+                kept = dict(before)
                 listed = pairs.reset()
                 assert listed is pairs.pairs
                 assert listed == []
+                assert pairs.first == {}
+                assert before == kept  # the last request's notes stay with whoever holds them
             elif step[0] == "count":
                 pairs.count(step[1])
             else:
@@ -81,6 +85,7 @@ def run(kind: Callable[..., Any], limit: int, steps: list[tuple[Any, ...]]) -> l
         except (TooLargeError, TypeError, ValueError) as exc:
             seen.append((type(exc).__name__, list(pairs.pairs), pairs.size, pairs.hosts, pairs.expect_continue))
             seen.append(pairs.transfer_codings)
+        seen.append(dict(pairs.first))
     return seen
 
 
@@ -93,6 +98,7 @@ values = st.one_of(
     st.sampled_from([b"100-continue", b"100-Continue", b"100-continue ", b"chunked", b"gzip, chunked", b""]),
     st.binary(max_size=40),
 )
+noted_names = st.sampled_from([b"x-request-id", b"host", b"content-length", b"ce-id", b"", b"\xc9t\xe9"])
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("field"), names, values),
@@ -114,6 +120,29 @@ def test_the_c_twin_keeps_and_refuses_as_the_python_class(limit: int, ops: list[
     assert run(c_class(), limit, ops) == run(httpheaders.HeaderPairs, limit, ops)
 
 
+@SETTINGS
+@given(st.integers(0, 200), steps, st.lists(noted_names, max_size=4, unique=True).map(tuple))
+@example(200, [("field", b"X-Request-ID", b"a"), ("field", b"x-request-id", b"b"), ("reset",)], (b"x-request-id",))
+@example(7, [("field", b"ab", b"c"), ("field", b"ab", b"d")], (b"ab",))  # the second is refused: not noted
+def test_the_c_twin_notes_the_first_values_as_the_python_class(
+    limit: int, ops: list[tuple[Any, ...]], noted: tuple[bytes, ...]
+) -> None:
+    assert run(c_class(), limit, ops, noted) == run(httpheaders.HeaderPairs, limit, ops, noted)
+
+
+@pytest.mark.parametrize("kind", ["python", "c"])
+def test_first_holds_the_first_kept_value_of_each_noted_name(kind: str) -> None:
+    cls = httpheaders.HeaderPairs if kind == "python" else c_class()
+    pairs = cls(1000, refuse, (b"x-request-id", b"content-length"))
+    for name, value in ((b"X-Request-ID", b"a"), (b"Host", b"h"), (b"x-request-id", b"b"), (b"Content-Length", b"0")):
+        pairs(name, value)
+    assert pairs.first == {b"x-request-id": b"a", b"content-length": b"0"}
+    held = pairs.first
+    pairs.reset()
+    assert pairs.first == {}
+    assert held == {b"x-request-id": b"a", b"content-length": b"0"}
+
+
 @pytest.mark.parametrize("kind", ["python", "c"])
 def test_bad_arguments_are_refused_alike(kind: str) -> None:
     cls = httpheaders.HeaderPairs if kind == "python" else c_class()
@@ -125,6 +154,11 @@ def test_bad_arguments_are_refused_alike(kind: str) -> None:
             pairs(name, value)
     with pytest.raises(ValueError, match="negative"):
         pairs.count(-1)
+    for noted in ([b"x"], (b"x", "y"), (bytearray(b"x"),)):
+        with pytest.raises(TypeError, match="noted"):
+            cls(10, refuse, noted)
+    with pytest.raises(ValueError, match="lower-case"):
+        cls(10, refuse, (b"X-Request-ID",))
     assert pairs.pairs == []
     assert pairs.size == 0
     assert pairs.limit == 10
@@ -208,12 +242,15 @@ class Transport:
 
 class Route:
     max_body = 1024
+    noted_headers = (b"ce-type", b"x-missing")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
+        self.first: dict[bytes, bytes] = {}
 
-    def begin(self, headers: list[tuple[bytes, bytes]]) -> None:
+    def begin(self, headers: list[tuple[bytes, bytes]], first: Mapping[bytes, bytes]) -> None:
         self.headers = list(headers)
+        self.first = dict(first)
 
     def too_large(self, size: int) -> Any:
         raise AssertionError("not expected")
@@ -270,13 +307,19 @@ def post(*fields: bytes, target: bytes = b"/") -> bytes:
 
 
 def test_the_fields_reach_the_route_lower_cased(fields_kind: str) -> None:
-    route, transport, _ = feed(post(b"CE-Type: t.one", b"X-Request-ID: abc", b"Content-Type: text/plain"))
+    route, transport, _ = feed(
+        post(b"CE-Type: t.one", b"X-Request-ID: abc", b"Content-Type: text/plain", b"ce-type: t.two")
+    )
     assert transport.written[0].startswith(b"HTTP/1.1 200"), transport.written
+    assert b"\r\nx-request-id: abc\r\n" in transport.written[0]  # the first X-Request-ID, noted as it came
+    # what the route asked for, first value, nothing absent; and what the protocol notes for itself
+    assert route.first == {b"ce-type": b"t.one", b"x-request-id": b"abc"}
     assert route.headers == [
         (b"host", b"x"),
         (b"ce-type", b"t.one"),
         (b"x-request-id", b"abc"),
         (b"content-type", b"text/plain"),
+        (b"ce-type", b"t.two"),
         (b"content-length", b"0"),
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import msgspec
@@ -28,6 +28,9 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 RawHeaders = Iterable[tuple[bytes, bytes]]
+#: The header fields ``POST /`` may refuse a request on before its body (:meth:`IngestEndpoint.check`).
+#: The first field of each name counts.
+CHECKED_HEADERS: tuple[bytes, ...] = (b"authorization", b"content-encoding", b"content-length")
 
 
 class IngestEndpoint:
@@ -71,14 +74,21 @@ class IngestEndpoint:
         Raises:
             ProblemError: 400, 401, 413 or 415.
         """
-        authorization = coding = declared = None
+        first: dict[bytes, bytes] = {}
         for name, value in raw_headers:
-            if name == b"authorization":
-                authorization = authorization or value
-            elif name == b"content-encoding":
-                coding = coding or value
-            elif name == b"content-length":
-                declared = declared or value
+            if name in CHECKED_HEADERS:
+                first.setdefault(name, value)
+        self.check_first(first)
+
+    def check_first(self, first: Mapping[bytes, bytes]) -> None:
+        """:meth:`check` given the first value of each of :data:`CHECKED_HEADERS` that came.
+
+        Raises:
+            ProblemError: 400, 401, 413 or 415.
+        """
+        authorization = first.get(b"authorization")
+        coding = first.get(b"content-encoding")
+        declared = first.get(b"content-length")
         if self._settings.ingest_token is not None:
             presented = None if authorization is None else authorization.decode("latin-1")
             auth.require_header(presented, (self._settings.ingest_token,), "ingest")
@@ -133,14 +143,16 @@ class DirectIngest:
     callback on the event loop, without a task or a future.
     """
 
+    noted_headers = CHECKED_HEADERS
+
     def __init__(self, endpoint: IngestEndpoint) -> None:
         self._endpoint = endpoint
         self._submit = endpoint.committer.submit_nowait
         self.max_body = endpoint.max_body
 
-    def begin(self, headers: RawHeaders) -> Answer | None:
+    def begin(self, headers: RawHeaders, first: Mapping[bytes, bytes]) -> Answer | None:
         try:
-            self._endpoint.check(headers)
+            self._endpoint.check_first(first)
         except ProblemError as exc:
             return problem_answer(exc)
         return None

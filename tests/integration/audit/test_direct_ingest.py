@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -182,8 +182,9 @@ class Echo:
     """A direct route answering the body back at once."""
 
     max_body = 1024
+    noted_headers = ()
 
-    def begin(self, headers: RawHeaders) -> Answer | None:
+    def begin(self, headers: RawHeaders, first: Mapping[bytes, bytes]) -> Answer | None:
         return None
 
     def too_large(self, size: int) -> Answer:
