@@ -58,6 +58,8 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         # head counter and field list, in C when built (httpheaders.header_pairs), not a method. It
         # notes the first value of the fields the direct routes look up, and of X-Request-ID.
         config = kwargs["config"] if "config" in kwargs else args[0]
+        if not config.loaded:  # as uvicorn's own __init__ would, below: the app as it will be served
+            config.load()
         direct = direct_routes(config.loaded_app) if config.limit_concurrency is None else {}
         self._head = header_pairs(MAX_HEADER_BYTES, self._headers_too_large, noted_headers(direct))
         self.on_header = self._head  # type: ignore[method-assign,assignment]  # an instance attribute, not a method
