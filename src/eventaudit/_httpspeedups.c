@@ -353,16 +353,6 @@ pairs_get_pairs(HeaderPairs *self, void *closure)
     return Py_NewRef(self->pairs);
 }
 
-static PyObject *
-pairs_get_first(HeaderPairs *self, void *closure)
-{
-    if (self->first == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "first");
-        return NULL;
-    }
-    return Py_NewRef(self->first);
-}
-
 static PyMethodDef pairs_methods[] = {
     {"reset", (PyCFunction)pairs_reset, METH_NOARGS,
      "reset() -> list: a new, empty list of pairs (returned) and the count back to 0, for the next request."},
@@ -379,13 +369,13 @@ static PyMemberDef pairs_members[] = {
      "whether an Expect field said 100-continue (any case) since the last reset()"},
     {"transfer_codings", T_OBJECT, offsetof(HeaderPairs, transfer_codings), READONLY,
      "the Transfer-Encoding fields' values joined with b',' since the last reset(), or None"},
+    {"first", T_OBJECT_EX, offsetof(HeaderPairs, first), READONLY,  /* (AttributeError while not set up) */
+     "dict: each noted name that came since the last reset() -> its first field's value"},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyGetSetDef pairs_getset[] = {
     {"pairs", (getter)pairs_get_pairs, NULL, "the (lower-case name, value) pairs since the last reset()", NULL},
-    {"first", (getter)pairs_get_first, NULL,
-     "dict: each noted name that came since the last reset() -> its first field's value", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
