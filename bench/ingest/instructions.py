@@ -193,30 +193,29 @@ def server_instructions(kind: str, src: str | None, seconds: int) -> tuple[float
                 server += ["--db", f"sqlite:///{folder}/audit.db", "--read-token", TOKEN, "--log-level", "warning"]
             else:
                 server = [sys.executable, str(HERE / "baseline_flask.py"), str(port)]
-            log = open(f"{folder}/valgrind.log", "w+")  # noqa: SIM115 - closed below
-            proc = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/out.%p", *server],
-                env=_env(src if kind == "audit" else None),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                _wait_for(port, proc)
-                answered = 0
-                if load:
-                    command = ["wrk", "-t1", "-c", "32", "-d", f"{load}s", "-s", str(HERE / "binary.lua")]
-                    out = subprocess.run(
-                        [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True
-                    ).stdout
-                    answered = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
-                    if "Non-2xx" in out:
-                        raise RuntimeError(f"{kind} refused requests under load:\n{out}")
-            finally:
-                proc.send_signal(2 if kind == "audit" else 15)  # uvicorn stops on SIGINT; Flask's server on SIGTERM
-                proc.wait(600)
-            log.seek(0)
-            output = log.read()
-            log.close()
+            with open(f"{folder}/valgrind.log", "w+") as log:
+                proc = subprocess.Popen(
+                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/out.%p", *server],
+                    env=_env(src if kind == "audit" else None),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                try:
+                    _wait_for(port, proc)
+                    answered = 0
+                    if load:
+                        command = ["wrk", "-t1", "-c", "32", "-d", f"{load}s", "-s", str(HERE / "binary.lua")]
+                        out = subprocess.run(
+                            [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True
+                        ).stdout
+                        answered = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+                        if "Non-2xx" in out:
+                            raise RuntimeError(f"{kind} refused requests under load:\n{out}")
+                finally:
+                    proc.send_signal(2 if kind == "audit" else 15)  # uvicorn stops on SIGINT; Flask's server on SIGTERM
+                    proc.wait(600)
+                log.seek(0)
+                output = log.read()
         return _collected(output), answered
 
     idle, _ = run(0)
