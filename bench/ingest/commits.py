@@ -55,6 +55,10 @@ def _store(folder: str, synchronous: str) -> Any:
 
     migrate.upgrade(engine)
     engine.dispose()  # the next connection is made with every listener
+    with engine.connect() as conn:
+        level = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+    if level != {"FULL": 2, "NORMAL": 1}[synchronous]:
+        raise SystemExit(f"PRAGMA synchronous is {level} where {synchronous} was set")
     return AuditStore(engine)
 
 
