@@ -24,19 +24,12 @@ import tempfile
 import time
 from typing import Any
 
-from bench.ingest.instructions import request
+from bench.ingest.instructions import binary_event
 
 
 def _events(first: int, count: int) -> list[list[Any]]:
-    from eventaudit.events.bindings import http
-
-    groups = []
-    for n in range(first, first + count):
-        fields = request("binary", n).split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
-        headers = [tuple(field.decode().split(": ", 1)) for field in fields]
-        body = b'{"id":"%d","name":"Ozzy Osbourne"}' % n
-        groups.append([http.decode(headers, body).events[0]])  # type: ignore[arg-type]
-    return groups
+    """Single-event groups, one per binary request, numbered from ``first``."""
+    return [[binary_event(n)] for n in range(first, first + count)]
 
 
 def _store(folder: str, synchronous: str) -> Any:

@@ -59,6 +59,15 @@ def request(mode: str, n: int) -> bytes:
     return head + body
 
 
+def binary_event(n: int) -> Any:
+    """The CloudEvent of the ``n``-th binary request, as the HTTP binding decodes it."""
+    from eventaudit.events.bindings import http
+
+    fields = request("binary", n).split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    headers = [tuple(field.decode().split(": ", 1)) for field in fields]
+    return http.decode(headers, b'{"id":"%d","name":"Ozzy Osbourne"}' % n).events[0]  # type: ignore[arg-type]
+
+
 class _AnsweredAtOnce:
     """The committer of the loop count: every submission is stored at once, as seq 1."""
 
@@ -123,17 +132,12 @@ def _writer_child(commits: int) -> None:
     from eventaudit.audit.metrics import AuditMetrics
     from eventaudit.audit.service import GroupCommitter, _Pending
     from eventaudit.audit.store import AuditStore
-    from eventaudit.events.bindings import http
 
     folder = tempfile.mkdtemp()
     engine = db.create(f"sqlite:///{folder}/audit.db", writer=True)
     migrate.upgrade(engine)
     committer = GroupCommitter(AuditStore(engine), AuditMetrics())
-    events = []
-    for n in range(240 * COMMIT):  # as many in every run: only the commits differ
-        fields = request("binary", n).split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
-        headers = [tuple(field.decode().split(": ", 1)) for field in fields]
-        events.append(http.decode(headers, b'{"id":"%d","name":"Ozzy Osbourne"}' % n).events[0])  # type: ignore[arg-type]
+    events = [binary_event(n) for n in range(240 * COMMIT)]  # as many in every run: only the commits differ
     for number in range(commits):
         group = events[number * COMMIT : (number + 1) * COMMIT]
         committer._commit([_Pending([event], "http", lambda outcome: None) for event in group])
